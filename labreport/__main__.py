@@ -1,0 +1,5 @@
+"""``python -m labreport`` -> the CLI."""
+
+from labreport.cli import main
+
+raise SystemExit(main())
