@@ -1,0 +1,641 @@
+"""experiments.toml -> validated, fully resolved :class:`LabConfig` (pure, no TensorFlow).
+
+Validation collects *every* problem before giving up, each as one line
+``FILE:LINE: experiment 'NAME': MESSAGE`` (mkdocs/dvc style), so a student fixes the
+whole file in one go. Resolution order for one experiment: ``[defaults]`` < the
+experiment named by ``from`` (recursively) < the experiment's own keys. ``[[sweep]]``
+tables take a resolved experiment and vary some keys over a Cartesian product.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from labreport.params import shape_problem
+from labreport.spec import (
+    ACTIVATIONS,
+    DATASETS,
+    IMAGE_SIDE,
+    OPTIMIZERS,
+    PARTS,
+    ConvSpec,
+    ExperimentSpec,
+    HogSpec,
+    LabConfig,
+    OptimizerSpec,
+    ReportMeta,
+    Requirements,
+)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class ConfigError(Exception):
+    """Invalid experiments.toml; ``errors`` holds one formatted line per problem."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("\n".join(errors))
+
+
+# --------------------------------------------------------------------------- checks
+# A check takes a value and returns an error message (without context) or None.
+
+Check = Callable[[Any], "str | None"]
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "an array", dict: "a table"}.get(type(v), type(v).__name__)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Check:
+    def check(v: Any) -> str | None:
+        if not _is_int(v):
+            return f"expected an integer, got {_type_name(v)} ({v!r})"
+        if lo is not None and v < lo:
+            return f"must be >= {lo}, got {v}"
+        if hi is not None and v > hi:
+            return f"must be <= {hi}, got {v}"
+        return None
+
+    return check
+
+
+def _float(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+           hi_open: bool = False) -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f"expected a number, got {_type_name(v)} ({v!r})"
+        if v != v or v in (float("inf"), float("-inf")):
+            return f"must be a finite number, got {v}"
+        if lo is not None and (v < lo or (lo_open and v == lo)):
+            return f"must be {'>' if lo_open else '>='} {lo:g}, got {v:g}"
+        if hi is not None and (v > hi or (hi_open and v == hi)):
+            return f"must be {'<' if hi_open else '<='} {hi:g}, got {v:g}"
+        return None
+
+    return check
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else f"expected true or false, got {_type_name(v)} ({v!r})"
+
+
+def _str(v: Any) -> str | None:
+    return None if isinstance(v, str) else f"expected a string, got {_type_name(v)} ({v!r})"
+
+
+def _choice(options: tuple[str, ...] | list[str]) -> Check:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str):
+            return f"expected a string, got {_type_name(v)} ({v!r})"
+        if v not in options:
+            return f"expected one of: {', '.join(options)}; got {v!r}" + _suggest(v, options)
+        return None
+
+    return check
+
+
+def _name(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return f"expected a string, got {_type_name(v)} ({v!r})"
+    if not NAME_RE.match(v):
+        return f"{v!r} is not a valid name (letters, digits, '.', '_', '-'; no spaces)"
+    return None
+
+
+def _hidden(v: Any) -> str | None:
+    items = v if isinstance(v, list) else [v]
+    for item in items:
+        if not _is_int(item):
+            return f"expected an integer or an array of integers, got {_type_name(item)} ({item!r})"
+        if item < 1:
+            return f"layer sizes must be >= 1, got {item}"
+    return None
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+EXPERIMENT_KEYS: dict[str, Check] = {
+    "name": _name,
+    "part": _choice(PARTS),
+    "from": _str,
+    "dataset": _choice(DATASETS),
+    "hidden": _hidden,
+    "activation": _choice(ACTIVATIONS),
+    "dropout": _float(0.0, 1.0, hi_open=True),
+    "batch_size": _int(1, 1_000_000),
+    "epochs": _int(1, 100_000),
+    "seed": _int(0, 2**31 - 1),
+    "optimizer": lambda v: None if isinstance(v, dict) else f"expected a table, got {_type_name(v)}",
+    "hog": lambda v: None if isinstance(v, dict) else f"expected a table, got {_type_name(v)}",
+    "conv": lambda v: None if isinstance(v, list) and all(isinstance(x, dict) for x in v)
+    else f"expected an array of tables, got {_type_name(v)}",
+    "chosen": _bool,
+    "comment": _str,
+}
+REQUIRED = ("name", "part", "hidden", "activation", "batch_size", "epochs")
+NOT_INHERITED = ("name", "from", "chosen", "comment")  # never taken from [defaults] or `from`
+HOG_KEYS: dict[str, Check] = {
+    "pixels_per_cell": _int(1, IMAGE_SIDE),
+    "orientations": _int(1, 360),
+}
+CONV_KEYS: dict[str, Check] = {
+    "filters": _int(1, 4096),
+    "kernel": _int(1, IMAGE_SIDE),
+    "activation": _choice(ACTIVATIONS),
+    "padding": _choice(("same", "valid")),
+    "pool": _int(0, IMAGE_SIDE),
+}
+OPTIMIZER_ARG_CHECKS: dict[str, Check] = {
+    "learning_rate": _float(0.0, 10.0, lo_open=True),
+    "rho": _float(0.0, 1.0, hi_open=True),
+    "momentum": _float(0.0, 1.0, hi_open=True),
+    "epsilon": _float(0.0, 1.0, lo_open=True),
+    "centered": _bool,
+    "beta_1": _float(0.0, 1.0, hi_open=True),
+    "beta_2": _float(0.0, 1.0, hi_open=True),
+    "amsgrad": _bool,
+    "nesterov": _bool,
+}
+REPORT_KEYS: dict[str, Check] = {
+    "title": _str,
+    "authors": lambda v: None if isinstance(v, list) and all(isinstance(a, str) for a in v)
+    else "expected an array of strings",
+    "course": _str,
+    "group": _str,
+    "date": _str,
+}
+REQUIREMENT_KEYS: dict[str, Check] = {
+    "min_variants_per_part": _int(1, 1000),
+    "parts": lambda v: None if isinstance(v, list) and all(p in PARTS for p in v)
+    else f"expected an array of parts among: {', '.join(PARTS)}",
+    "chosen_per_part": _bool,
+    "no_failed": _bool,
+    "no_quick": _bool,
+}
+SWEEP_KEYS = ("from", "vary", "name", "comment")
+TOP_KEYS = ("report", "defaults", "experiment", "sweep", "requirements")
+
+
+# --------------------------------------------------------------------------- line index
+class _Lines:
+    """Where each table and key was written: tomllib keeps no positions, so we scan the text.
+
+    Good enough for messages: the n-th ``[[experiment]]`` header and ``key =`` lines until
+    the next header. Keys of inline tables point at their parent key's line.
+    """
+
+    HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\"' -]+?)\s*\]\]?\s*(#.*)?$")
+    KEY = re.compile(r"^\s*([A-Za-z0-9_\"'-]+)(\s*\.\s*[A-Za-z0-9_\"'-]+)*\s*=")
+
+    def __init__(self, text: str):
+        self.tables: dict[str, list[tuple[int, dict[str, int]]]] = {}
+        current: dict[str, int] | None = None
+        for lineno, line in enumerate(text.splitlines(), 1):
+            m = self.HEADER.match(line)
+            if m:
+                current = {}
+                self.tables.setdefault(m.group(1).strip().strip("\"'"), []).append((lineno, current))
+                continue
+            k = self.KEY.match(line)
+            if k and current is not None:
+                current.setdefault(k.group(1).strip("\"'"), lineno)
+
+    def table(self, name: str, index: int = 0) -> tuple[int, dict[str, int]]:
+        found = self.tables.get(name, [])
+        return found[index] if index < len(found) else (0, {})
+
+
+# --------------------------------------------------------------------------- loading
+class _Collector:
+    def __init__(self, path: str):
+        self.path = path
+        self.items: list[tuple[int, str]] = []
+
+    def add(self, line: int, context: str, msg: str) -> None:
+        where = f"{self.path}:{line}" if line else self.path
+        self.items.append((line, f"{where}: {context + ': ' if context else ''}{msg}"))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            seen: set[str] = set()
+            lines = []
+            for _, text in sorted(self.items, key=lambda t: t[0]):
+                if text not in seen:
+                    seen.add(text)
+                    lines.append(text)
+            raise ConfigError(lines)
+
+
+def _check_table(table: dict, schema: dict[str, Check], errs: _Collector, line_of: Callable[[str], int],
+                 context: str, prefix: str = "") -> dict:
+    """Check the keys present in ``table``; return the subset that passed."""
+    good = {}
+    for key, value in table.items():
+        label = f"{prefix}{key}"
+        if key not in schema:
+            errs.add(line_of(key), context, f"unknown key {label!r}" + _suggest(key, schema))
+            continue
+        problem = schema[key](value)
+        if problem:
+            errs.add(line_of(key), context, f"key {label!r}: {problem}")
+        else:
+            good[key] = value
+    return good
+
+
+def load(path: str | Path) -> LabConfig:
+    """Read, validate and resolve ``path``; raise :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    label = path.name if path.parent == Path(".") else str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{label}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"{label}: cannot read: {e}"]) from None
+    return loads(text, label)
+
+
+def loads(text: str, path: str = "experiments.toml") -> LabConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
+        where = f"{path}:{m.group(1)}:{m.group(2)}" if m else path
+        raise ConfigError([f"{where}: TOML syntax error: {msg}"]) from None
+    errs = _Collector(path)
+    lines = _Lines(text)
+
+    if not data:
+        errs.add(0, "", "the file declares nothing; add at least one [[experiment]] table")
+        errs.raise_if_any()
+    for key in data:
+        if key not in TOP_KEYS:
+            line = lines.table(key)[0]
+            errs.add(line, "", f"unknown table {key!r}" + _suggest(key, TOP_KEYS))
+
+    report = _load_report(data.get("report", {}), errs, lines)
+    requirements = _load_requirements(data.get("requirements", {}), errs, lines)
+    defaults = _load_defaults(data.get("defaults", {}), errs, lines)
+
+    raw_experiments = data.get("experiment", [])
+    if not isinstance(raw_experiments, list):
+        errs.add(lines.table("experiment")[0], "", "'experiment' must be an array of tables: write [[experiment]]")
+        raw_experiments = []
+    if not raw_experiments:
+        errs.add(0, "", "no experiments: add at least one [[experiment]] table")
+
+    # First pass: each experiment's own keys, checked; remember where it was declared.
+    own: dict[str, tuple[dict, int, Callable[[str], int]]] = {}
+    order: list[str] = []
+    for i, table in enumerate(raw_experiments):
+        line, keys = lines.table("experiment", i)
+        line_of = _line_lookup(line, keys)
+        name = table.get("name")
+        context = f"experiment {name!r}" if isinstance(name, str) else f"experiment #{i + 1}"
+        good = _check_table(table, EXPERIMENT_KEYS, errs, line_of, context)
+        if "name" not in table:
+            errs.add(line, context, "missing required key 'name'")
+            continue
+        if "name" not in good:
+            continue
+        if name in own:
+            errs.add(line, context, f"duplicate name {name!r} (first declared at line {own[name][1]})")
+            continue
+        own[name] = (good, line, line_of)
+        order.append(name)
+
+    resolved: dict[str, dict] = {}
+
+    def resolve(name: str, stack: tuple[str, ...] = ()) -> dict | None:
+        if name in resolved:
+            return resolved[name]
+        table, line, line_of = own[name]
+        context = f"experiment {name!r}"
+        base: dict = {}
+        parent = table.get("from")
+        if parent is not None:
+            if parent in stack or parent == name:
+                errs.add(line_of("from"), context, f"key 'from': circular inheritance ({' -> '.join(stack + (name, parent))})")
+                return None
+            if parent not in own:
+                errs.add(line_of("from"), context, f"key 'from': no experiment named {parent!r}" + _suggest(parent, own))
+                return None
+            got = resolve(parent, stack + (name,))
+            if got is None:
+                return None
+            base = {k: v for k, v in got.items() if k not in NOT_INHERITED}
+        merged = _merge(_merge(dict(defaults), base), table)
+        resolved[name] = merged
+        return merged
+
+    specs: list[ExperimentSpec] = []
+    for name in order:
+        merged = resolve(name)
+        if merged is None:
+            continue
+        table, line, line_of = own[name]
+        spec = _build_spec(merged, line, line_of, f"experiment {name!r}", errs)
+        if spec:
+            specs.append(spec)
+
+    specs.extend(_expand_sweeps(data.get("sweep", []), resolved, own, defaults, errs, lines, {s.name for s in specs}))
+    specs.sort(key=lambda s: s.line)  # sweep variants stand where the sweep is declared
+    _check_chosen(specs, errs)
+    errs.raise_if_any()
+    return LabConfig(path=path, report=report, experiments=tuple(specs), requirements=requirements,
+                     source_text=text)
+
+
+def _line_lookup(header_line: int, keys: dict[str, int]) -> Callable[[str], int]:
+    return lambda key: keys.get(key.split(".")[0], header_line)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Shallow merge; the ``optimizer`` table merges key by key unless the name changes."""
+    out = dict(base)
+    for k, v in over.items():
+        if k == "optimizer" and isinstance(v, dict) and isinstance(out.get(k), dict):
+            inherited = out[k]
+            same = v.get("name", inherited.get("name")) == inherited.get("name")
+            out[k] = {**inherited, **v} if same else dict(v)
+        else:
+            out[k] = v
+    return out
+
+
+def _load_report(table: Any, errs: _Collector, lines: _Lines) -> ReportMeta:
+    line, keys = lines.table("report")
+    if not isinstance(table, dict):
+        errs.add(line, "", "'report' must be a table: write [report]")
+        return ReportMeta()
+    good = _check_table(table, REPORT_KEYS, errs, _line_lookup(line, keys), "[report]")
+    if "authors" in good:
+        good["authors"] = tuple(good["authors"])
+    return ReportMeta(**good)
+
+
+def _load_requirements(table: Any, errs: _Collector, lines: _Lines) -> Requirements:
+    line, keys = lines.table("requirements")
+    if not isinstance(table, dict):
+        errs.add(line, "", "'requirements' must be a table: write [requirements]")
+        return Requirements()
+    good = _check_table(table, REQUIREMENT_KEYS, errs, _line_lookup(line, keys), "[requirements]")
+    if "parts" in good:
+        good["parts"] = tuple(good["parts"])
+    return Requirements(**good)
+
+
+def _load_defaults(table: Any, errs: _Collector, lines: _Lines) -> dict:
+    line, keys = lines.table("defaults")
+    if not isinstance(table, dict):
+        errs.add(line, "", "'defaults' must be a table: write [defaults]")
+        return {}
+    line_of = _line_lookup(line, keys)
+    for key in NOT_INHERITED:
+        if key in table:
+            errs.add(line_of(key), "[defaults]", f"key {key!r} cannot have a default (it belongs to one experiment)")
+    table = {k: v for k, v in table.items() if k not in NOT_INHERITED}
+    good = _check_table(table, EXPERIMENT_KEYS, errs, line_of, "[defaults]")
+    # Nested tables are checked here once, not once per experiment that inherits them.
+    for key, checker in (("optimizer", _check_optimizer), ("hog", _check_hog), ("conv", _check_conv)):
+        if key in good and checker(good[key], errs, line_of(key), "[defaults]") is None:
+            del good[key]
+    return good
+
+
+# --------------------------------------------------------------------------- building
+def _check_optimizer(table: dict, errs: _Collector, line: int, context: str) -> OptimizerSpec | None:
+    name = table.get("name", "rmsprop")
+    problem = _choice(tuple(OPTIMIZERS))(name)
+    if problem:
+        errs.add(line, context, f"key 'optimizer.name': {problem}")
+        return None
+    known = OPTIMIZERS[name]
+    args = dict(known)
+    ok = True
+    for key, value in table.items():
+        if key == "name":
+            continue
+        if key not in known:
+            errs.add(line, context, f"unknown key 'optimizer.{key}' for {name}" + _suggest(key, known)
+                     + f"; {name} takes: {', '.join(known)}")
+            ok = False
+            continue
+        problem = OPTIMIZER_ARG_CHECKS[key](value)
+        if problem:
+            errs.add(line, context, f"key 'optimizer.{key}': {problem}")
+            ok = False
+        else:
+            args[key] = float(value) if isinstance(known[key], float) else value
+    return OptimizerSpec(name, tuple(sorted(args.items()))) if ok else None
+
+
+def _check_hog(table: dict, errs: _Collector, line: int, context: str) -> HogSpec | None:
+    ok = _check_nested(table, HOG_KEYS, errs, line, context, "hog.")
+    for key in HOG_KEYS:
+        if key not in table:
+            errs.add(line, context, f"missing required key 'hog.{key}'")
+            ok = False
+    return HogSpec(**table) if ok else None
+
+
+def _check_conv(items: list, errs: _Collector, line: int, context: str) -> tuple[ConvSpec, ...] | None:
+    ok = True
+    convs = []
+    for i, table in enumerate(items, 1):
+        prefix = f"conv[{i}]."
+        if not _check_nested(table, CONV_KEYS, errs, line, context, prefix):
+            ok = False
+            continue
+        missing = [k for k in ("filters", "kernel") if k not in table]
+        for k in missing:
+            errs.add(line, context, f"missing required key '{prefix}{k}'")
+        if missing:
+            ok = False
+            continue
+        convs.append(ConvSpec(**table))
+    return tuple(convs) if ok else None
+
+
+def _check_nested(table: dict, schema: dict[str, Check], errs: _Collector, line: int, context: str,
+                  prefix: str) -> bool:
+    before = len(errs.items)
+    _check_table(table, schema, errs, lambda _k: line, context, prefix)
+    return len(errs.items) == before
+
+
+def _build_spec(m: dict, line: int, line_of: Callable[[str], int], context: str,
+                errs: _Collector) -> ExperimentSpec | None:
+    before = len(errs.items)
+    for key in REQUIRED:
+        if key not in m:
+            errs.add(line, context, f"missing required key {key!r}")
+    if len(errs.items) > before:
+        return None
+    opt = _check_optimizer(m.get("optimizer", {}), errs, line_of("optimizer"), context)
+    hog = _check_hog(m["hog"], errs, line_of("hog"), context) if "hog" in m else None
+    conv = _check_conv(m["conv"], errs, line_of("conv"), context) if "conv" in m else ()
+    if len(errs.items) > before:
+        return None
+    part = m["part"]
+    if hog and conv:
+        errs.add(line_of("hog"), context, "an experiment has either 'hog' features or a 'conv' stack, not both")
+    if part == "hog" and not hog:
+        errs.add(line_of("part"), context, "part 'hog' needs a 'hog' table, e.g. hog = { pixels_per_cell = 4, orientations = 8 }")
+    if part in ("raw", "hog") and conv:
+        errs.add(line_of("conv"), context, f"part {part!r} is an MLP part; a 'conv' stack belongs to part 'cnn' or 'fashion'")
+    hidden = m["hidden"]
+    spec = ExperimentSpec(
+        name=m["name"],
+        part=part,
+        dataset=m.get("dataset", "fashion" if part == "fashion" else "mnist"),
+        hidden=tuple(hidden) if isinstance(hidden, list) else (hidden,),
+        activation=m["activation"],
+        dropout=float(m.get("dropout", 0.0)),
+        batch_size=m["batch_size"],
+        epochs=m["epochs"],
+        optimizer=opt,
+        seed=m.get("seed", 1),
+        hog=hog,
+        conv=conv or (),
+        chosen=m.get("chosen", False),
+        comment=m.get("comment", ""),
+        line=line,
+    )
+    if hog and hog.pixels_per_cell > IMAGE_SIDE:
+        errs.add(line_of("hog"), context, f"key 'hog.pixels_per_cell': larger than the {IMAGE_SIDE}x{IMAGE_SIDE} image")
+    problem = shape_problem(spec)
+    if problem:
+        errs.add(line_of("conv"), context, f"key 'conv': {problem}")
+    if len(errs.items) > before:
+        return None
+    return spec
+
+
+def _set_dotted(table: dict, dotted: str, value: Any) -> dict:
+    out = dict(table)
+    head, _, rest = dotted.partition(".")
+    if rest:
+        inner = out.get(head)
+        out[head] = _set_dotted(inner if isinstance(inner, dict) else {}, rest, value)
+    else:
+        out[head] = value
+    return out
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, list):
+        return "x".join(_fmt_value(x) for x in v)
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _expand_sweeps(sweeps: Any, resolved: dict[str, dict], own: dict, defaults: dict, errs: _Collector,
+                   lines: _Lines, taken: set[str]) -> list[ExperimentSpec]:
+    if not isinstance(sweeps, list):
+        errs.add(lines.table("sweep")[0], "", "'sweep' must be an array of tables: write [[sweep]]")
+        return []
+    out: list[ExperimentSpec] = []
+    names = set(taken) | set(own)
+    for i, sweep in enumerate(sweeps):
+        line, keys = lines.table("sweep", i)
+        line_of = _line_lookup(line, keys)
+        context = f"sweep #{i + 1}" + (f" (from {sweep['from']!r})" if isinstance(sweep.get("from"), str) else "")
+        before = len(errs.items)
+        for key in sweep:
+            if key not in SWEEP_KEYS:
+                errs.add(line_of(key), context, f"unknown key {key!r}" + _suggest(key, SWEEP_KEYS))
+        base_name = sweep.get("from")
+        vary = sweep.get("vary")
+        if not isinstance(base_name, str):
+            errs.add(line, context, "missing required key 'from' (the experiment to vary)")
+        elif base_name not in own:
+            errs.add(line_of("from"), context, f"key 'from': no experiment named {base_name!r}" + _suggest(base_name, own))
+        if not isinstance(vary, dict) or not vary:
+            errs.add(line_of("vary") if "vary" in sweep else line, context,
+                     "key 'vary': expected a table of key = [values], e.g. vary = { hidden = [5, 10] }")
+        else:
+            for key, values in vary.items():
+                top = key.split(".")[0]
+                if top not in EXPERIMENT_KEYS or top in ("name", "from", "part"):
+                    errs.add(line_of("vary"), context, f"key 'vary.{key}': cannot vary {key!r}"
+                             + _suggest(top, [k for k in EXPERIMENT_KEYS if k not in ("name", "from", "part")]))
+                elif not isinstance(values, list) or not values:
+                    errs.add(line_of("vary"), context, f"key 'vary.{key}': expected a non-empty array of values")
+        template = sweep.get("name")
+        if template is not None and not isinstance(template, str):
+            errs.add(line_of("name"), context, "key 'name': expected a string template, e.g. \"cnn-{activation}-{hidden}\"")
+        if len(errs.items) > before or base_name not in resolved:
+            continue
+        base = {k: v for k, v in resolved[base_name].items() if k not in ("chosen", "comment")}
+        keys_ = list(vary)
+        for combo in itertools.product(*(vary[k] for k in keys_)):
+            table = dict(base)
+            for key, value in zip(keys_, combo):
+                table = _set_dotted(table, key, value)
+            fields = {k.replace(".", "_"): _fmt_value(v) for k, v in zip(keys_, combo)}
+            if template:
+                try:
+                    name = template.format(**fields, **{"from": base_name})
+                except (KeyError, IndexError, ValueError) as e:
+                    errs.add(line_of("name"), context, f"key 'name': bad template {template!r}: unknown field {e}"
+                             f"; available: {', '.join(['from', *fields])}")
+                    break
+            else:
+                name = base_name + "".join(f"-{k.split('.')[-1]}{v}" for k, v in zip(keys_, (fields[k.replace('.', '_')] for k in keys_)))
+            vcontext = f"{context}, variant {name!r}"
+            if _name(name):
+                errs.add(line, vcontext, f"generated name: {_name(name)}")
+                continue
+            if name in names:
+                errs.add(line, vcontext, f"expands to the duplicate name {name!r}")
+                continue
+            names.add(name)
+            table["name"] = name
+            if "comment" in sweep:
+                table["comment"] = sweep["comment"]
+            for key, value in zip(keys_, combo):
+                top = key.split(".")[0]
+                if top in EXPERIMENT_KEYS and "." not in key:
+                    problem = EXPERIMENT_KEYS[top](value)
+                    if problem:
+                        errs.add(line_of("vary"), vcontext, f"key 'vary.{key}': {problem}")
+            spec = _build_spec(table, line, lambda _k: line_of("vary"), vcontext, errs)
+            if spec:
+                out.append(spec)
+    return out
+
+
+def _check_chosen(specs: list[ExperimentSpec], errs: _Collector) -> None:
+    first: dict[str, ExperimentSpec] = {}
+    for s in specs:
+        if s.chosen:
+            if s.part in first:
+                errs.add(s.line, f"experiment {s.name!r}",
+                         f"key 'chosen': part {s.part!r} already has a chosen model ({first[s.part].name!r});"
+                         " choose one per part")
+            else:
+                first[s.part] = s

@@ -1,0 +1,174 @@
+"""The frozen value types passed between stages: experiment specs and report metadata.
+
+Pure Python, no third-party imports: everything downstream (params, runner, engine,
+render) takes these objects, and ``config`` is the only place that builds them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+PARTS = ("raw", "hog", "cnn", "fashion")
+PART_TITLES = {
+    "raw": "MLP on raw pixels",
+    "hog": "MLP on HOG features",
+    "cnn": "CNN on MNIST",
+    "fashion": "CNN on Fashion-MNIST",
+}
+DATASETS = ("mnist", "fashion")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "softplus", "softsign", "linear", "gelu", "swish")
+OPTIMIZERS = {
+    # name -> the Keras defaults of every argument we pass through.
+    "rmsprop": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False},
+    "adam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False},
+    "sgd": {"learning_rate": 0.01, "momentum": 0.0, "nesterov": False},
+}
+IMAGE_SIDE = 28
+N_CLASSES = 10
+CLASS_NAMES = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion": [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ],
+}
+
+
+@dataclass(frozen=True)
+class HogSpec:
+    """scikit-image HOG with cells_per_block=(1, 1)."""
+
+    pixels_per_cell: int
+    orientations: int
+
+    @property
+    def n_features(self) -> int:
+        return (IMAGE_SIDE // self.pixels_per_cell) ** 2 * self.orientations
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """Conv2D(filters, kernel x kernel, padding, activation) then MaxPool(pool x pool) if pool > 1."""
+
+    filters: int
+    kernel: int
+    activation: str = "relu"
+    padding: str = "same"
+    pool: int = 2
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    name: str
+    args: tuple[tuple[str, Any], ...]  # sorted (key, value); frozen so specs hash
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.args)
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """One fully resolved experiment (defaults merged, sweeps expanded)."""
+
+    name: str
+    part: str
+    dataset: str
+    hidden: tuple[int, ...]
+    activation: str
+    dropout: float
+    batch_size: int
+    epochs: int
+    optimizer: OptimizerSpec
+    seed: int = 1
+    hog: HogSpec | None = None
+    conv: tuple[ConvSpec, ...] = ()
+    chosen: bool = False
+    comment: str = ""
+    line: int = 0  # line of the declaration in the TOML file (for messages)
+
+    @property
+    def family(self) -> str:
+        """'cnn' when there is a conv stack, 'hog' for an MLP on HOG features, else 'mlp'."""
+        if self.conv:
+            return "cnn"
+        return "hog" if self.hog else "mlp"
+
+    @property
+    def class_names(self) -> list[str]:
+        return CLASS_NAMES[self.dataset]
+
+    def result_dict(self) -> dict[str, Any]:
+        """Everything that changes the trained model's numbers (not the name, comment, chosen, line)."""
+        d = {
+            "dataset": self.dataset,
+            "hog": dataclasses.asdict(self.hog) if self.hog else None,
+            "conv": [dataclasses.asdict(c) for c in self.conv],
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "dropout": self.dropout,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "optimizer": {"name": self.optimizer.name, **self.optimizer.as_dict()},
+            "seed": self.seed,
+            "loss": "categorical_crossentropy",
+        }
+        return d
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "part": self.part,
+            "chosen": self.chosen,
+            "comment": self.comment,
+            **self.result_dict(),
+        }
+
+    def cache_key(self, *, data_sha256: str = "", engine_version: str = "", quick: bool = False) -> str:
+        """sha256 of the sorted JSON of everything that affects the result (dvc-style)."""
+        payload = {
+            "spec": self.result_dict(),
+            "data": data_sha256,
+            "engine": engine_version,
+            "quick": quick,
+        }
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ReportMeta:
+    title: str = "Neural-network lab report"
+    authors: tuple[str, ...] = ()
+    course: str = ""
+    group: str = ""
+    date: str = ""  # empty -> the render date
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What `labreport check` demands before hand-in (overridable in [requirements])."""
+
+    min_variants_per_part: int = 3
+    parts: tuple[str, ...] = PARTS
+    chosen_per_part: bool = True
+    no_failed: bool = True
+    no_quick: bool = True
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    path: str
+    report: ReportMeta
+    experiments: tuple[ExperimentSpec, ...]
+    requirements: Requirements = field(default_factory=Requirements)
+    source_text: str = ""
+
+    def by_name(self, name: str) -> ExperimentSpec:
+        for e in self.experiments:
+            if e.name == name:
+                return e
+        raise KeyError(name)
