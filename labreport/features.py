@@ -1,0 +1,332 @@
+"""HOG features for whole image batches, equal to scikit-image's, and their on-disk cache.
+
+``hog_batch`` reproduces ``skimage.feature.hog(img, orientations=o,
+pixels_per_cell=(p, p), cells_per_block=(1, 1))`` (block_norm 'L2-Hys', no
+transform_sqrt, grayscale) image by image, vectorised over chunks of images.
+It follows scikit-image 0.2x step by step, so the histograms are bit-identical
+and the only difference is the final cast to float32 (|diff| < 1e-7):
+
+1. gradients: central differences in the image's float type (float32 for
+   float16/float32 input, float64 otherwise), zero on the border rows/columns;
+2. magnitude ``hypot(g_col, g_row)``, orientation
+   ``rad2deg(arctan2(g_row, g_col)) % 180`` in float64;
+3. hard binning: bin i holds ``180/o*i <= angle < 180/o*(i+1)``; an angle
+   that falls in no bin (only 180.0 itself can) is dropped, as in the Cython;
+4. each cell sums its pixels row by row in a C ``float`` (each addition is
+   done in double and rounded to single precision), then divides by p*p in
+   single precision; only the H//p x W//p full cells exist;
+5. L2-Hys per cell (eps 1e-5, clip 0.2, renormalise), features ordered
+   (cell row, cell column, orientation).
+
+For integer images in 0..255 (uint8, MNIST) the gradients are integers in
+-255..255, so magnitude and bin come from a 511 x 511 lookup table built with
+the same numpy calls: this skips arctan2/hypot per pixel, which would otherwise
+be most of the time. Other images take the direct path.
+
+The cache (``cached_hog``) keeps one ``.npy`` per (images, p, o) so that the
+HOG experiments compute each feature matrix at most once. No TensorFlow and
+no scikit-image import here (scikit-image only inside ``hog_image_for_figure``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: Chunk size measured best by bench/bench_hog.py (2 cores; anything in
+#: 500-2000 is within a few percent).
+DEFAULT_CHUNK = 1000
+
+_EPS = 1e-5  # skimage's _hog_normalize_block default
+_CLIP = 0.2  # L2-Hys clipping
+_MAX_GRAD = 255  # integer images in 0..255 -> gradients in -255..255
+_LUT_SIDE = 2 * _MAX_GRAD + 1
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
+
+
+def feature_length(pixels_per_cell: int, orientations: int, side: int = 28) -> int:
+    """Length of the HOG vector of a side x side image (cells_per_block=(1, 1))."""
+    _check_params(pixels_per_cell, orientations, side, side)
+    return (side // pixels_per_cell) ** 2 * orientations
+
+
+def hog_batch(
+    images: np.ndarray,
+    pixels_per_cell: int,
+    orientations: int,
+    *,
+    chunk: int = DEFAULT_CHUNK,
+) -> np.ndarray:
+    """HOG of every image of ``images`` (N, H, W) -> (N, (H//p)*(W//p)*o) float32.
+
+    Row i equals ``skimage.feature.hog(images[i], orientations=o,
+    pixels_per_cell=(p, p), cells_per_block=(1, 1))`` to float32 rounding.
+    ``chunk`` images are processed at a time (bounded memory; the whole set at
+    once is slower because the temporaries leave the caches).
+    """
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"hog_batch expects images of shape (N, H, W), got shape {images.shape}")
+    if images.dtype.kind not in "biuf":
+        raise ValueError(f"hog_batch expects real-valued images, got dtype {images.dtype}")
+    n_images, height, width = images.shape
+    _check_params(pixels_per_cell, orientations, height, width)
+    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+
+    n_features = (height // pixels_per_cell) * (width // pixels_per_cell) * orientations
+    out = np.empty((n_images, n_features), dtype=np.float32)
+    for start in range(0, n_images, int(chunk)):
+        stop = min(start + int(chunk), n_images)
+        out[start:stop] = _hog_chunk(images[start:stop], int(pixels_per_cell), int(orientations))
+    return out
+
+
+def cached_hog(
+    images: np.ndarray,
+    pixels_per_cell: int,
+    orientations: int,
+    *,
+    cache_dir: Path,
+    key: str,
+) -> np.ndarray:
+    """``hog_batch(images, p, o)``, stored as ``cache_dir/hog-{key}-p{p}-o{o}.npy``.
+
+    ``key`` is the caller's identity of ``images`` (e.g. data sha256 + split); the
+    cache trusts it and only checks the stored array's shape and dtype. A missing,
+    unreadable or wrong-shaped file is a miss: the features are recomputed and the
+    file is replaced atomically (temp file + ``os.replace``).
+    """
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        raise ValueError(
+            f"cache key must be letters, digits and ._=+- (a file name part), got {key!r}"
+        )
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"cached_hog expects images of shape (N, H, W), got shape {images.shape}")
+    n_images, height, width = images.shape
+    _check_params(pixels_per_cell, orientations, height, width)
+    expected_shape = (
+        n_images,
+        (height // pixels_per_cell) * (width // pixels_per_cell) * orientations,
+    )
+    cache_dir = Path(cache_dir)
+    path = cache_dir / f"hog-{key}-p{pixels_per_cell}-o{orientations}.npy"
+
+    cached = _load_if_valid(path, expected_shape)
+    if cached is not None:
+        return cached
+
+    features = hog_batch(images, pixels_per_cell, orientations)
+    _save_atomic(path, features)
+    return features
+
+
+@dataclass(frozen=True)
+class HogIllustration:
+    """What a figure needs to explain HOG on one image (all arrays float64, (H, W) unless noted)."""
+
+    image: np.ndarray
+    g_row: np.ndarray  # central difference along rows (0 on the first/last row)
+    g_col: np.ndarray  # central difference along columns (0 on the first/last column)
+    magnitude: np.ndarray
+    orientation_deg: np.ndarray  # unsigned, in [0, 180)
+    hog_image: np.ndarray  # skimage's visualisation (one segment per cell and bin)
+    features: np.ndarray  # (n_cells_row, n_cells_col, orientations), L2-Hys normalised
+    pixels_per_cell: int
+    orientations: int
+
+
+def hog_image_for_figure(
+    image: np.ndarray, pixels_per_cell: int, orientations: int
+) -> HogIllustration:
+    """Gradients, magnitude, orientation and skimage's HOG visualisation of one (H, W) image."""
+    from skimage.feature import hog  # heavy import, only the figures need it
+
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"hog_image_for_figure expects one (H, W) image, got shape {image.shape}")
+    height, width = image.shape
+    _check_params(pixels_per_cell, orientations, height, width)
+    g_row, g_col = _gradients(image[None].astype(np.float64))
+    g_row, g_col = g_row[0], g_col[0]
+    features, hog_image = hog(
+        image,
+        orientations=orientations,
+        pixels_per_cell=(pixels_per_cell, pixels_per_cell),
+        cells_per_block=(1, 1),
+        visualize=True,
+        feature_vector=False,
+    )
+    return HogIllustration(
+        image=image.astype(np.float64),
+        g_row=g_row,
+        g_col=g_col,
+        magnitude=np.hypot(g_col, g_row),
+        orientation_deg=np.rad2deg(np.arctan2(g_row, g_col)) % 180,
+        hog_image=np.asarray(hog_image, dtype=np.float64),
+        features=np.asarray(features, dtype=np.float64).reshape(
+            height // pixels_per_cell, width // pixels_per_cell, orientations
+        ),
+        pixels_per_cell=pixels_per_cell,
+        orientations=orientations,
+    )
+
+
+# ---------------------------------------------------------------------------
+# implementation
+
+
+def _check_params(pixels_per_cell: int, orientations: int, height: int, width: int) -> None:
+    for name, value in (("pixels_per_cell", pixels_per_cell), ("orientations", orientations)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if height < pixels_per_cell or width < pixels_per_cell:
+        raise ValueError(
+            f"images of {height}x{width} pixels are smaller than one cell of "
+            f"{pixels_per_cell}x{pixels_per_cell} pixels"
+        )
+
+
+def _work_dtype(dtype: np.dtype) -> np.dtype:
+    """skimage's ``_supported_float_type``: float16/32 -> float32, everything else -> float64."""
+    return np.dtype(np.float32) if dtype in (np.float16, np.float32) else np.dtype(np.float64)
+
+
+def _gradients(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """skimage's ``_hog_channel_gradient`` on a stack (n, H, W), in x's dtype."""
+    g_row = np.zeros_like(x)
+    g_col = np.zeros_like(x)
+    np.subtract(x[:, 2:, :], x[:, :-2, :], out=g_row[:, 1:-1, :])
+    np.subtract(x[:, :, 2:], x[:, :, :-2], out=g_col[:, :, 1:-1])
+    return g_row, g_col
+
+
+def _bin_edges(orientations: int) -> np.ndarray:
+    # Same double arithmetic as the Cython: (180. / o) * i.
+    return (180.0 / orientations) * np.arange(orientations + 1, dtype=np.float64)
+
+
+def _magnitude_and_bin(g_row: np.ndarray, g_col: np.ndarray, orientations: int):
+    """float64 gradients -> (magnitude, bin); pixels in no bin get magnitude 0, bin 0."""
+    magnitude = np.hypot(g_col, g_row)
+    orientation = np.rad2deg(np.arctan2(g_row, g_col)) % 180
+    bins = np.searchsorted(_bin_edges(orientations), orientation, side="right") - 1
+    outside = (bins < 0) | (bins >= orientations)
+    if outside.any():
+        magnitude[outside] = 0.0
+        bins[outside] = 0
+    return magnitude, bins.astype(np.intp, copy=False)
+
+
+@functools.lru_cache(maxsize=None)
+def _lookup_tables(orientations: int) -> tuple[np.ndarray, np.ndarray]:
+    """Magnitude and bin of every integer gradient pair, index (g_row+255)*511 + (g_col+255)."""
+    steps = np.arange(-_MAX_GRAD, _MAX_GRAD + 1, dtype=np.float64)
+    g_row, g_col = np.meshgrid(steps, steps, indexing="ij")
+    magnitude, bins = _magnitude_and_bin(g_row, g_col, orientations)
+    magnitude, bins = magnitude.ravel(), bins.ravel()
+    magnitude.flags.writeable = False
+    bins.flags.writeable = False
+    return magnitude, bins
+
+
+def _is_byte_valued(x: np.ndarray) -> bool:
+    """True when every pixel is an integer in 0..255 (so the lookup tables apply exactly)."""
+    if x.dtype == np.uint8 or x.dtype == np.bool_:
+        return True
+    if x.size == 0:
+        return True
+    lo, hi = x.min(), x.max()
+    if not (lo >= 0 and hi <= _MAX_GRAD):
+        return False
+    if x.dtype.kind in "iu":
+        return True
+    return bool(np.all(np.floor(x) == x))
+
+
+def _cell_major(a: np.ndarray, p: int, n_rows: int, n_cols: int) -> np.ndarray:
+    """(n, H, W) -> (p*p, n*n_rows*n_cols): row k = pixel (k//p, k%p) of every cell."""
+    n = a.shape[0]
+    view = a[:, : n_rows * p, : n_cols * p].reshape(n, n_rows, p, n_cols, p)
+    return np.ascontiguousarray(view.transpose(2, 4, 0, 1, 3)).reshape(p * p, -1)
+
+
+def _hog_chunk(images: np.ndarray, p: int, orientations: int) -> np.ndarray:
+    n, height, width = images.shape
+    n_rows, n_cols = height // p, width // p
+    n_cells = n * n_rows * n_cols
+
+    if _is_byte_valued(images):
+        x = images.astype(np.int32)
+        g_row, g_col = _gradients(x)
+        # Only the pixels of full cells vote.
+        index = _cell_major((g_row + _MAX_GRAD) * _LUT_SIDE + (g_col + _MAX_GRAD), p, n_rows, n_cols)
+        lut_magnitude, lut_bin = _lookup_tables(orientations)
+        magnitude = lut_magnitude.take(index)
+        bins = lut_bin.take(index)
+    else:
+        x = images.astype(_work_dtype(images.dtype))
+        if not np.isfinite(x).all():
+            raise ValueError("hog_batch: images contain NaN or infinite values")
+        g_row, g_col = _gradients(x)
+        g_row = _cell_major(g_row, p, n_rows, n_cols).astype(np.float64, copy=False)
+        g_col = _cell_major(g_col, p, n_rows, n_cols).astype(np.float64, copy=False)
+        magnitude, bins = _magnitude_and_bin(g_row, g_col, orientations)
+
+    # The Cython sums each cell in a C float, pixel by pixel in row-major order:
+    # total = (float)((double)total + magnitude). Do the same, one pixel position
+    # of all cells at a time; each cell gets exactly one vote per step.
+    histogram = np.zeros(n_cells * orientations, dtype=np.float32)
+    base = np.arange(n_cells, dtype=np.intp) * orientations
+    position = np.empty(n_cells, dtype=np.intp)
+    total = np.empty(n_cells, dtype=np.float64)
+    for k in range(p * p):
+        np.add(base, bins[k], out=position)
+        np.add(histogram.take(position), magnitude[k], out=total)
+        histogram[position] = total  # rounds to float32
+    histogram /= np.float32(p * p)  # single-precision division, like the C
+
+    # L2-Hys on 1x1-cell blocks, in float64 like skimage.
+    cells = histogram.astype(np.float64).reshape(n_cells, orientations)
+    cells /= np.sqrt(np.einsum("ij,ij->i", cells, cells) + _EPS**2)[:, None]
+    np.minimum(cells, _CLIP, out=cells)
+    cells /= np.sqrt(np.einsum("ij,ij->i", cells, cells) + _EPS**2)[:, None]
+    return cells.reshape(n, n_rows * n_cols * orientations).astype(np.float32)
+
+
+def _load_if_valid(path: Path, expected_shape: tuple[int, int]) -> np.ndarray | None:
+    try:
+        features = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None  # missing or corrupt: a miss
+    if (
+        not isinstance(features, np.ndarray)
+        or features.shape != expected_shape
+        or features.dtype != np.float32
+    ):
+        return None
+    return features
+
+
+def _save_atomic(path: Path, features: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, features, allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
