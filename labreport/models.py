@@ -1,0 +1,108 @@
+"""ExperimentSpec -> Keras model and optimizer, layer for layer as ``params.breakdown`` says.
+
+Three families share one feed-forward head (Dense hidden layers, optional Dropout
+after each, Dense(10, softmax)):
+
+- ``mlp``: Input(784) on the flattened raw pixels;
+- ``hog``: Input(n_features) on HOG features;
+- ``cnn``: Input(28, 28, 1) -> [Conv2D -> MaxPooling2D if pool > 1]... -> Flatten.
+
+Every built model is checked against the parameter arithmetic of the report
+(``params.breakdown``), per layer and in total, so the numbers printed in question 2
+cannot drift from what Keras trains. TensorFlow/Keras are imported inside the
+functions only: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from labreport import params
+from labreport.spec import IMAGE_SIDE, N_CLASSES, ExperimentSpec
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import keras
+
+
+def input_length(spec: ExperimentSpec) -> int:
+    """Length of the input vector of an MLP spec (784 raw pixels or the HOG feature length)."""
+    return spec.hog.n_features if spec.hog else IMAGE_SIDE * IMAGE_SIDE
+
+
+def build(spec: ExperimentSpec, n_inputs: int | None = None) -> "keras.Model":
+    """The (uncompiled) Keras model of ``spec``; raises RuntimeError if it disagrees with params.
+
+    ``n_inputs`` is the feature length actually fed to an MLP (checked against the
+    spec, so features computed with other settings fail here, not deep inside fit);
+    ignored for CNNs, whose input is always the 28x28x1 image.
+    """
+    import keras
+
+    expected = input_length(spec)
+    if not spec.conv and n_inputs is not None and n_inputs != expected:
+        raise ValueError(f"experiment {spec.name!r}: the model expects {expected} inputs, got {n_inputs}")
+
+    layers: list = []
+    if spec.conv:
+        layers.append(keras.Input(shape=(IMAGE_SIDE, IMAGE_SIDE, 1), name="image"))
+        for i, conv in enumerate(spec.conv, 1):
+            layers.append(keras.layers.Conv2D(
+                conv.filters, conv.kernel, padding=conv.padding, activation=conv.activation,
+                name=f"conv{i}",
+            ))
+            if conv.pool > 1:
+                layers.append(keras.layers.MaxPooling2D(conv.pool, name=f"pool{i}"))
+        layers.append(keras.layers.Flatten(name="flatten"))
+    else:
+        layers.append(keras.Input(shape=(expected,), name="hog" if spec.hog else "pixels"))
+    for i, units in enumerate(spec.hidden, 1):
+        layers.append(keras.layers.Dense(units, activation=spec.activation, name=f"dense{i}"))
+        if spec.dropout > 0:
+            layers.append(keras.layers.Dropout(spec.dropout, name=f"dropout{i}"))
+    layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", name="output"))
+
+    model = keras.Sequential(layers, name=spec.name.replace(".", "_"))
+    check_params(model, spec)
+    return model
+
+
+def check_params(model: "keras.Model", spec: ExperimentSpec) -> int:
+    """Keras' count_params() == params.breakdown(spec).total, layer by layer; returns the total."""
+    expected = params.breakdown(spec)
+    keras_layers = [layer for layer in model.layers if layer.count_params()]
+    ours = expected.trainable
+    problems = []
+    if len(keras_layers) != len(ours):
+        problems.append(
+            f"{len(keras_layers)} Keras layers have parameters, params.breakdown lists {len(ours)}"
+        )
+    for k_layer, layer in zip(keras_layers, ours):
+        if k_layer.count_params() != layer.n_params:
+            problems.append(
+                f"{k_layer.name}: Keras counts {params.fmt(k_layer.count_params())},"
+                f" params.breakdown says {layer.description} = {params.fmt(layer.n_params)}"
+            )
+    total = int(model.count_params())
+    if total != expected.total:
+        problems.append(f"total: Keras counts {params.fmt(total)}, params.breakdown says {params.fmt(expected.total)}")
+    if problems:
+        raise RuntimeError(
+            f"experiment {spec.name!r}: the Keras model and the report's parameter arithmetic"
+            " disagree (models.build and params.breakdown must change together): " + "; ".join(problems)
+        )
+    return total
+
+
+def optimizer(spec: ExperimentSpec) -> "keras.optimizers.Optimizer":
+    """A fresh Keras optimizer from spec.optimizer (name + explicit arguments)."""
+    import keras
+
+    classes = {
+        "rmsprop": keras.optimizers.RMSprop,
+        "adam": keras.optimizers.Adam,
+        "sgd": keras.optimizers.SGD,
+    }
+    name = spec.optimizer.name
+    if name not in classes:
+        raise ValueError(f"experiment {spec.name!r}: unknown optimizer {name!r}; expected one of: {', '.join(classes)}")
+    return classes[name](**spec.optimizer.as_dict())
