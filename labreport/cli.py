@@ -133,7 +133,7 @@ def cmd_data(args) -> int:
     from labreport import datasets
 
     data_dir = Path(args.build) / "data"
-    for name in datasets.DATASET_NAMES:
+    for name in datasets.NAMES:
         t0 = time.perf_counter()
         ds = datasets.load(name, data_dir=data_dir, log=lambda m: print(f"  {m}", file=sys.stderr))
         print(f"{name}: {len(ds.x_train):,} train + {len(ds.x_test):,} test images, verified,"
