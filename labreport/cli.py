@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--templates")
     s.add_argument("--scheduler", default=os.environ.get("LABREPORT_SCHEDULER"))
 
+    s = sub.add_parser("check", parents=[common, quick], help="check the lab's hand-in requirements ([requirements] in the TOML)")
+
     s = sub.add_parser("clean", parents=[common], help="delete generated output (keeps data, features and runs unless --all)")
     s.add_argument("--all", action="store_true", help="also delete trained results, features and data")
     return p
@@ -181,6 +183,20 @@ def cmd_report(args) -> int:
     return status
 
 
+def cmd_check(args) -> int:
+    from labreport import checks
+
+    config = load(args.config)
+    build = Path(args.build)
+    html_path = build / "report.html"
+    html = html_path.read_text(encoding="utf-8") if html_path.exists() else None
+    results = checks.evaluate(config, build, quick=args.quick, html=html)
+    print(checks.format_checks(results))
+    if html is None:
+        print(f"(no {html_path} yet: run `make report` to check the report itself)")
+    return 0 if all(c.ok for c in results) else EXIT_FAILED
+
+
 def cmd_clean(args) -> int:
     build = Path(args.build)
     if not build.exists():
@@ -201,6 +217,7 @@ COMMANDS = {
     "run": cmd_run,
     "render": cmd_render,
     "report": cmd_report,
+    "check": cmd_check,
     "clean": cmd_clean,
 }
 

@@ -1,0 +1,87 @@
+"""The lab's hand-in requirements, checked against the config and the stored results.
+
+Rules come from ``[requirements]`` in experiments.toml (defaults: the lab's). Used by
+``labreport check`` before hand-in, by the report (its checklist), and by ``grade``.
+Pure: reads build/, imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from labreport import store
+from labreport.spec import PART_TITLES, LabConfig
+
+QUESTION_IDS = ("q1", "q2", "q3", "q4")
+
+
+@dataclass(frozen=True)
+class Check:
+    rule: str
+    ok: bool
+    detail: str
+
+    def as_dict(self) -> dict:
+        return {"rule": self.rule, "ok": self.ok, "detail": self.detail}
+
+
+def evaluate(config: LabConfig, build: Path, *, quick: bool = False, html: str | None = None,
+             statuses: dict[str, str] | None = None) -> list[Check]:
+    """Every requirement as a Check.
+
+    ``statuses``: name -> runner.plan status ("fresh", "stale", "missing", "failed"); computed
+    here when not given. ``html``: the rendered report, to check that each question has its
+    section (skipped when None).
+    """
+    req = config.requirements
+    if statuses is None:
+        from labreport import runner
+
+        statuses = {spec.name: status for spec, status in runner.plan(config, build, quick=quick)}
+    results = {s.name: store.read_result(build, s.name, quick) for s in config.experiments}
+    out: list[Check] = []
+
+    for part in req.parts:
+        specs = [s for s in config.experiments if s.part == part]
+        done = [s for s in specs if statuses.get(s.name) == "fresh" and (results[s.name] or {}).get("status") == "ok"]
+        title = PART_TITLES[part]
+        out.append(Check(
+            f"at least {req.min_variants_per_part} variants of part '{part}'",
+            len(done) >= req.min_variants_per_part,
+            f"{title}: {len(done)} trained of {len(specs)} declared",
+        ))
+        if req.chosen_per_part:
+            chosen = [s.name for s in specs if s.chosen]
+            out.append(Check(
+                f"a chosen model for part '{part}'",
+                bool(chosen),
+                f"{chosen[0]}" if chosen else f"mark one experiment of part '{part}' with chosen = true",
+            ))
+
+    if req.no_failed:
+        bad = [f"{name} ({r['status']}: {r.get('error') or 'no detail'})"
+               for name, r in results.items() if r and r.get("status") in ("failed", "diverged")]
+        out.append(Check("no failed or diverged experiment", not bad, "; ".join(bad) or "none"))
+
+    stale = [name for name, st in statuses.items() if st != "fresh"]
+    out.append(Check("every experiment trained with its current settings", not stale,
+                     ("not run or out of date: " + ", ".join(stale)) if stale else "all up to date"))
+    if req.no_quick:
+        out.append(Check("full runs, not --quick smoke runs", not quick,
+                         "these results come from --quick: run `make report` without QUICK" if quick
+                         else "full runs"))
+    if html is not None:
+        missing = [q for q in QUESTION_IDS if not re.search(rf'id="{q}"', html)]
+        out.append(Check("the report answers the four questions", not missing,
+                         ("missing sections: " + ", ".join(missing)) if missing else "Q1-Q4 present"))
+    return out
+
+
+def format_checks(checks: list[Check]) -> str:
+    lines = [f"[{'x' if c.ok else ' '}] {c.rule}: {c.detail}" for c in checks]
+    failed = sum(not c.ok for c in checks)
+    lines.append(f"{len(checks) - failed} of {len(checks)} requirements met"
+                 + ("" if not failed else f"; {failed} to fix before hand-in"))
+    return "\n".join(lines)
