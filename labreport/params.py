@@ -72,6 +72,19 @@ class Breakdown:
         return sum(layer.biases for layer in self.layers)
 
     @property
+    def macs(self) -> int:
+        """Multiply-accumulates of one forward pass of one sample (a conv's weights slide over
+        every output position; pooling, activations and biases are negligible and not counted)."""
+        total = 0
+        for layer in self.layers:
+            if layer.kind == "conv":
+                h, w, _ = layer.output_shape
+                total += h * w * layer.weights
+            elif layer.kind in ("dense", "output"):
+                total += layer.weights
+        return total
+
+    @property
     def n_inputs(self) -> int:
         return self.layers[0].units
 

@@ -76,3 +76,9 @@ def test_every_default_experiment_has_a_consistent_breakdown():
 
 def test_fmt():
     assert fmt(1256150) == "1,256,150" and fmt(7) == "7"
+
+
+def test_macs_count_each_conv_weight_once_per_output_position():
+    b = breakdown(spec(part="cnn", conv=LAB_CNN, hidden=(25,), dropout=0.0))
+    assert b.macs == 28 * 28 * 225 + 14 * 14 * 2025 + 7 * 7 * 1296 + 144 * 25 + 25 * 10
+    assert breakdown(spec()).macs == 784 * 250 + 250 * 10
