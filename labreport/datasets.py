@@ -21,7 +21,6 @@ import hashlib
 import io
 import os
 import pickle
-import secrets
 import shutil
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+
+from labreport.store import atomic_write
 
 NAMES = ("mnist", "fashion")
 SOURCES = ("cache", "system", "web", "package")
@@ -301,20 +302,9 @@ def read_cache(path: Path) -> tuple[dict[str, np.ndarray], str]:
 
 
 def write_cache(path: Path, arrays: Mapping[str, np.ndarray], origin: str) -> None:
-    """Write an uncompressed .npz (fast to load) atomically: temp file, fsync, os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkstemp: its 0600 mode would survive os.replace; this honours the umask.
-    tmp_name = str(path.parent / f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.npz.tmp")
-    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **{key: arrays[key] for key in ARRAYS}, origin=np.array(origin))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    """Write an uncompressed .npz (fast to load) atomically (store.atomic_write)."""
+    with atomic_write(path) as handle:
+        np.savez(handle, **{key: arrays[key] for key in ARRAYS}, origin=np.array(origin))
 
 
 # --------------------------------------------------------------------------- system copies

@@ -16,36 +16,46 @@ another schema, ``failed`` -- is simply stale, never an error (pelican-style cac
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 RESULT_SCHEMA = 1
 FINAL_STATUSES = ("ok", "diverged")  # "failed" is retried on the next run
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + os.replace: readers see old or new, never half."""
+@contextlib.contextmanager
+def atomic_write(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that appears at ``path`` whole, or not at all.
+
+    Written as a temp file in the same folder, fsynced, then ``os.replace``d: readers see
+    the old or the new content, never half of it. Not mkstemp: its 0600 mode would survive
+    the rename; ``os.open(..., 0o666)`` honours the umask like any other file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with atomic_write(path) as f:
+        f.write(data)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
