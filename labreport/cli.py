@@ -1,4 +1,4 @@
-"""Command line: ``labreport {list,check,data,run,render,report,clean}``.
+"""Command line: ``labreport {list,check,data,run,render,report,clean,verify,grade}``.
 
 Heavy modules (TensorFlow via the engine, matplotlib/WeasyPrint via render) are imported
 inside the command that needs them, so ``list``/``check`` answer instantly and a fully
@@ -75,6 +75,22 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("clean", parents=[common], help="delete generated output (keeps data, features and runs unless --all)")
     s.add_argument("--all", action="store_true", help="also delete trained results, features and data")
+
+    s = sub.add_parser("verify", help="check a report PDF against the experiments.toml and results.json attached to it"
+                       " (exit 0 all match, 1 a mismatch, 2 unreadable)")
+    s.add_argument("pdf", metavar="REPORT.pdf", help="a report made by `labreport render`")
+    s.add_argument("--rerun", type=int, default=0, metavar="K",
+                   help="also re-train K experiments (chosen ones first) and compare their test accuracy")
+    s.add_argument("--tolerance", type=float, default=0.01,
+                   help="largest accepted |re-trained - claimed| test accuracy for --rerun (default: %(default)s)")
+    s.add_argument("-b", "--build", default=os.environ.get("LABREPORT_BUILD", "build"),
+                   help="where --rerun finds (or fetches) the data sets (default: %(default)s)")
+    s.add_argument("-q", "--quiet", action="store_true", help="print only the mismatches, notes and the verdict")
+
+    s = sub.add_parser("grade", help="a grading table (CSV + HTML) over many report PDFs")
+    s.add_argument("inputs", nargs="+", metavar="DIR_OR_PDF", help="report PDFs, or folders searched for *.pdf")
+    s.add_argument("-o", "--output", default="build/grades", help="folder for grades.csv and grades.html"
+                   " (default: %(default)s)")
     return p
 
 
@@ -154,8 +170,17 @@ def cmd_run(args) -> int:
             print(f"{status:<8} {spec.name}")
         return 0
     summary = runner.run(config, build, quick=args.quick, names=args.names or None, jobs=args.jobs,
-                         force=args.force, scheduler=args.scheduler)
+                         force=args.force, executor=_executor(args))
     return EXIT_FAILED if summary.failed else 0
+
+
+def _executor(args):
+    """A Dask executor when --scheduler is given, else None (the runner's local pool)."""
+    if not args.scheduler:
+        return None
+    from labreport import dask_executor
+
+    return dask_executor.DaskExecutor(args.scheduler)
 
 
 def cmd_render(args) -> int:
@@ -175,7 +200,7 @@ def cmd_report(args) -> int:
     from labreport import runner
 
     build = Path(args.build)
-    summary = runner.run(config, build, quick=args.quick, jobs=args.jobs, scheduler=args.scheduler)
+    summary = runner.run(config, build, quick=args.quick, jobs=args.jobs, executor=_executor(args))
     status = cmd_render(args)
     if summary.failed:
         print(f"{summary.failed} experiment(s) failed; the report marks them.", file=sys.stderr)
@@ -210,6 +235,32 @@ def cmd_clean(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from labreport import verify
+
+    if args.rerun < 0:
+        raise UserError(f"--rerun must be >= 0, got {args.rerun}")
+    if not 0 <= args.tolerance < 1:
+        raise UserError(f"--tolerance is an absolute test accuracy between 0 and 1, got {args.tolerance:g}")
+    result = verify.verify(args.pdf, rerun_k=args.rerun, tolerance=args.tolerance, build=Path(args.build))
+    print(verify.format_report(result, quiet=args.quiet))
+    return 0 if result.ok else EXIT_FAILED
+
+
+def cmd_grade(args) -> int:
+    from labreport import grade
+
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} is a file; -o/--output names the folder for {grade.CSV_NAME} and {grade.HTML_NAME}")
+    grades = grade.grade(args.inputs)
+    for line in grade.summary_lines(grades):
+        print(line)
+    csv_path, html_path = grade.write(grades, out_dir)
+    print(f"wrote {csv_path} and {html_path} ({len(grades)} submission{'s' * (len(grades) != 1)})")
+    return 0
+
+
 COMMANDS = {
     "list": cmd_list,
     "validate": cmd_validate,
@@ -219,6 +270,8 @@ COMMANDS = {
     "report": cmd_report,
     "check": cmd_check,
     "clean": cmd_clean,
+    "verify": cmd_verify,
+    "grade": cmd_grade,
 }
 
 

@@ -1,0 +1,705 @@
+"""Check a report PDF against the experiments.toml and results.json attached to it.
+
+A labreport PDF carries its own inputs as attachments, so a teacher can check, from the
+PDF alone, that it is what the tool made of them:
+
+1. the document: both attachments are there; results.json's copy of experiments.toml is
+   the attached one; both declare the same experiments; the smoke-run banner is printed
+   exactly when the results come from ``--quick`` runs;
+2. each experiment: its stored spec is the config's (``result_dict``); its parameter
+   count, recomputed by ``params.breakdown`` from the attached config, equals results.json's
+   ``params.total`` and Keras' ``keras_total``; its numbers agree with each other (accuracy
+   and macro F1 with the confusion matrix, test loss and accuracy with the last epoch);
+   and the numbers printed in its card, its row of the part table and (for the model of
+   question 2) the layer table are results.json's, formatted as the templates format them;
+3. optionally (``rerun``), K experiments are trained again and their test accuracy is
+   compared with the claimed one, within a tolerance (another machine gives slightly
+   different numbers). This is the only path that imports the runner, hence TensorFlow.
+
+Finding the printed numbers: WeasyPrint turns every HTML ``id`` into a PDF named
+destination (page + top). The text between one destination and the next in reading
+order is the element's: ``exp-NAME`` is a card, ``row-NAME`` a row of a part table,
+``q2-PART`` a model of question 2. Text is compared with whitespace collapsed and names
+and labels matched across line breaks and hyphenation, so the layout never matters.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, TextIO
+
+import numpy as np
+
+from labreport import analysis, commentary, store
+from labreport.config import ConfigError, loads
+from labreport.errors import UserError
+from labreport.params import breakdown, fmt
+from labreport.render import BANNER, RESULTS_SCHEMA, slug
+from labreport.spec import ExperimentSpec, LabConfig
+
+OK, MISMATCH, NOTE = "OK", "MISMATCH", "NOTE"
+DOCUMENT = "document"
+RESULTS_NAME = "results.json"
+DEFAULT_TOLERANCE = 0.01  # absolute test accuracy: 1 point, well above run-to-run noise on CPU
+# Stored numbers that must be equal up to float noise (the engine copies them from one
+# another; the synthetic fixture rounds the history to 6 decimals).
+SAME = 1e-6
+
+
+class UnreadableReport(UserError):
+    """Not a PDF, or a PDF without usable attachments: nothing can be verified (exit 2)."""
+
+
+# --------------------------------------------------------------------------- findings
+@dataclass(frozen=True)
+class Finding:
+    """One check's outcome: ``subject`` is an experiment name or 'document'."""
+
+    subject: str
+    check: str
+    status: str  # OK | MISMATCH | NOTE
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status:<8} {self.subject}: {self.check}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Verification:
+    path: Path
+    title: str
+    findings: tuple[Finding, ...]
+
+    @property
+    def mismatches(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.status == MISMATCH)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def summary(self) -> str:
+        n, bad = len(self.findings), len(self.mismatches)
+        notes = sum(f.status == NOTE for f in self.findings)
+        note_text = f" ({commentary.plural(notes, 'note')})" if notes else ""
+        if bad:
+            return f"NOT VERIFIED: {self.path.name}: {bad} of {n} checks MISMATCH{note_text}."
+        return f"VERIFIED: {self.path.name}: all {n} checks OK{note_text}."
+
+
+def format_report(v: Verification, *, quiet: bool = False) -> str:
+    """One line per finding (only the non-OK ones when ``quiet``), then the verdict."""
+    lines = [f"{v.path}: {v.title}"]
+    lines += [f.line() for f in v.findings if not quiet or f.status != OK]
+    lines.append(v.summary())
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- PDF text
+@dataclass(frozen=True)
+class Fragment:
+    """A piece of text as pypdf reads it: 0-based page, baseline y in PDF points (up = larger)."""
+
+    page: int
+    y: float
+    text: str
+
+    @property
+    def key(self) -> tuple[int, float]:
+        return (self.page, -self.y)  # reading order: by page, then top to bottom
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A named destination: where the element with that HTML id starts."""
+
+    name: str
+    page: int
+    top: float
+
+    @property
+    def key(self) -> tuple[int, float]:
+        return (self.page, -self.top)
+
+
+@dataclass(frozen=True)
+class Region:
+    """The text of one element (from its anchor to the next one), whitespace collapsed."""
+
+    anchor: str
+    page: int  # 1-based, for messages
+    text: str
+
+
+def normalize(text: str) -> str:
+    """Collapse whitespace; drop soft hyphens and zero-width spaces (invisible line-break hints)."""
+    return re.sub(r"\s+", " ", text.replace("\u00ad", "").replace("\u200b", "")).strip()
+
+
+def loose(literal: str) -> str:
+    """A regex for ``literal`` that also matches it broken over lines, hyphenated or not."""
+    chars = [re.escape(c) for c in literal if not c.isspace()]
+    return r"(?:-? ?)".join(chars)
+
+
+@dataclass(frozen=True)
+class PdfText:
+    fragments: tuple[Fragment, ...]
+    anchors: tuple[Anchor, ...]  # in reading order
+
+    def anchor(self, name: str) -> Anchor | None:
+        return next((a for a in self.anchors if a.name == name), None)
+
+    def has_anchors(self, prefix: str) -> bool:
+        return any(a.name.startswith(prefix) for a in self.anchors)
+
+    def region(self, name: str) -> Region | None:
+        start = self.anchor(name)
+        if start is None:
+            return None
+        keys = [a.key for a in self.anchors]
+        i = bisect.bisect_right(keys, start.key)
+        end = keys[i] if i < len(keys) else (math.inf, math.inf)
+        text = " ".join(f.text for f in self.fragments if start.key < f.key < end)
+        return Region(name, start.page + 1, normalize(text))
+
+    @property
+    def full(self) -> str:
+        return normalize(" ".join(f.text for f in self.fragments))
+
+
+def extract_text(reader) -> PdfText:
+    """Every text fragment with its position, and every named destination (pypdf)."""
+    fragments: list[Fragment] = []
+    for page_no, page in enumerate(reader.pages):
+        def visit(text, cm, tm, _font, _size, page_no=page_no):
+            if text.strip():
+                # The text matrix times the current transformation matrix: page coordinates.
+                fragments.append(Fragment(page_no, cm[1] * tm[4] + cm[3] * tm[5] + cm[5], text))
+
+        page.extract_text(visitor_text=visit)
+    anchors = []
+    for name, dest in reader.named_destinations.items():
+        page_no = reader.get_destination_page_number(dest)
+        top = dest.get("/Top")
+        if top is None:  # a /Fit destination: the whole page
+            top = float(reader.pages[page_no].mediabox.top)
+        anchors.append(Anchor(str(name), page_no, float(top)))
+    anchors.sort(key=lambda a: (a.key, a.name))
+    return PdfText(tuple(fragments), tuple(anchors))
+
+
+# --------------------------------------------------------------------------- reading a PDF
+@dataclass(frozen=True)
+class Submission:
+    """A report PDF's attachments, parsed, and its text."""
+
+    path: Path
+    toml_name: str
+    toml_text: str
+    config: LabConfig
+    results: dict  # the results.json document (render.results_document)
+    text: PdfText
+
+    @property
+    def entries(self) -> dict[str, dict]:
+        return {e["name"]: e for e in self.results["experiments"]
+                if isinstance(e, dict) and isinstance(e.get("name"), str)}
+
+    @property
+    def quick(self) -> bool:
+        return bool(self.results.get("quick"))
+
+    def result(self, name: str) -> dict | None:
+        """The stored result of ``name``; None if not run, or malformed (see ``result_problem``)."""
+        r = (self.entries.get(name) or {}).get("result")
+        return r if r is not None and result_problem(r) is None else None
+
+    def runs(self) -> list[commentary.Run]:
+        return [commentary.Run(s, self.result(s.name)) for s in self.config.experiments]
+
+
+# The containers the checks (and commentary.Run) read; results.json is untrusted input, so a
+# wrong type here is reported as a mismatch instead of failing deep inside a check.
+RESULT_SHAPE = {"spec": dict, "metrics": dict, "params": dict, "data": dict, "versions": dict,
+                "history": dict, "confusion": list}
+
+
+def result_problem(result: Any) -> str | None:
+    """Why a results.json result cannot be checked (a wrong JSON type), or None."""
+    names = {dict: "an object", list: "an array"}
+    if not isinstance(result, dict):
+        return f"the result is {type(result).__name__}, not an object"
+    for key, kind in RESULT_SHAPE.items():
+        if result.get(key) is not None and not isinstance(result[key], kind):
+            return f"{key!r} is {type(result[key]).__name__}, not {names[kind]}"
+    return None
+
+
+def read_submission(path: Path | str) -> Submission:
+    """Open ``path`` and parse its attachments; raise UnreadableReport (naming the file) if it cannot."""
+    path = Path(path)
+    reader = open_pdf(path)
+    attachments = _pdf_call(path, lambda: {name: data[0] for name, data in reader.attachments.items() if data})
+    results = _results_attachment(path, attachments)
+    toml_name = _toml_name(path, attachments, results)
+    toml_text = _decode(path, toml_name, attachments[toml_name])
+    try:
+        config = loads(toml_text, path=toml_name)
+    except ConfigError as e:
+        raise UnreadableReport(f"{path}: the attached {toml_name} is invalid:\n  " + "\n  ".join(e.errors)) from None
+    text = _pdf_call(path, lambda: extract_text(reader))
+    return Submission(path, toml_name, toml_text, config, results, text)
+
+
+def open_pdf(path: Path):
+    from pypdf import PdfReader
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except FileNotFoundError:
+        raise UnreadableReport(f"{path}: no such file") from None
+    except OSError as e:
+        raise UnreadableReport(f"{path}: cannot be read ({e.strerror})") from None
+    if b"%PDF-" not in head:
+        raise UnreadableReport(f"{path}: not a PDF file")
+    reader = _pdf_call(path, lambda: PdfReader(str(path)))
+    if reader.is_encrypted:
+        raise UnreadableReport(f"{path}: the PDF is encrypted")
+    return reader
+
+
+def _pdf_call(path: Path, fn: Callable[[], Any]) -> Any:
+    """Run a pypdf operation; a damaged PDF can make pypdf raise almost anything: say which file."""
+    try:
+        return fn()
+    except UnreadableReport:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pypdf's errors on malformed files are not one family
+        raise UnreadableReport(f"{path}: not a readable PDF ({type(exc).__name__}: {exc})") from None
+
+
+def _listing(attachments: dict) -> str:
+    return ", ".join(sorted(attachments)) or "none"
+
+
+def _decode(path: Path, name: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnreadableReport(f"{path}: the attached {name} is not UTF-8 text") from None
+
+
+def _results_attachment(path: Path, attachments: dict[str, bytes]) -> dict:
+    if not attachments:
+        raise UnreadableReport(f"{path}: the PDF has no attached files; a labreport report carries its"
+                               f" experiments.toml and {RESULTS_NAME} (was it made by `labreport render`?)")
+    if RESULTS_NAME not in attachments:
+        raise UnreadableReport(f"{path}: no {RESULTS_NAME} attached (attached: {_listing(attachments)})")
+    try:
+        doc = json.loads(_decode(path, RESULTS_NAME, attachments[RESULTS_NAME]), parse_constant=_no_constant)
+    except ValueError as e:
+        raise UnreadableReport(f"{path}: the attached {RESULTS_NAME} is not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("experiments"), list):
+        raise UnreadableReport(f"{path}: the attached {RESULTS_NAME} is not a labreport results file"
+                               " (no list of experiments)")
+    if doc.get("schema") != RESULTS_SCHEMA:
+        raise UnreadableReport(f"{path}: the attached {RESULTS_NAME} has schema {doc.get('schema')!r};"
+                               f" this labreport reads schema {RESULTS_SCHEMA}")
+    return doc
+
+
+def _no_constant(name: str) -> Any:
+    # render writes results.json with allow_nan=False: NaN/Infinity mean someone else wrote it.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _toml_name(path: Path, attachments: dict[str, bytes], results: dict) -> str:
+    named = results.get("config")
+    if isinstance(named, str) and named in attachments:
+        return named
+    tomls = sorted(n for n in attachments if n.lower().endswith(".toml"))
+    if len(tomls) != 1:
+        what = "no experiments file (*.toml)" if not tomls else f"{len(tomls)} *.toml files"
+        raise UnreadableReport(f"{path}: {what} attached (attached: {_listing(attachments)})")
+    return tomls[0]
+
+
+# --------------------------------------------------------------------------- document checks
+def check_document(sub: Submission) -> list[Finding]:
+    n_results = len(sub.results["experiments"])
+    out = [Finding(DOCUMENT, "attachments", OK,
+                   f"{sub.toml_name} ({commentary.plural(len(sub.config.experiments), 'experiment')}),"
+                   f" {RESULTS_NAME} ({commentary.plural(n_results, 'experiment')})")]
+    same = sub.results.get("experiments_toml") == sub.toml_text
+    out.append(Finding(DOCUMENT, sub.toml_name, OK if same else MISMATCH,
+                       f"identical to the copy inside {RESULTS_NAME}" if same
+                       else f"differs from the copy inside {RESULTS_NAME} (experiments_toml)"))
+    out.append(_check_names(sub))
+    out.append(_check_banner(sub))
+    return out
+
+
+def _check_names(sub: Submission) -> Finding:
+    declared = [s.name for s in sub.config.experiments]
+    stored = [e.get("name") for e in sub.results["experiments"] if isinstance(e, dict)]
+    stored = [n if isinstance(n, str) else json.dumps(n) for n in stored]
+    missing = [n for n in declared if n not in stored]
+    extra = [n for n in stored if n not in declared]
+    if not missing and not extra:
+        return Finding(DOCUMENT, "experiments", OK, f"the same {len(declared)} in both files")
+    problems = []
+    if missing:
+        problems.append(f"declared in {sub.toml_name} but not in {RESULTS_NAME}: {', '.join(missing)}")
+    if extra:
+        problems.append(f"in {RESULTS_NAME} but not declared in {sub.toml_name}: {', '.join(extra)}")
+    return Finding(DOCUMENT, "experiments", MISMATCH, "; ".join(problems))
+
+
+def _check_banner(sub: Submission) -> Finding:
+    quick_results = [s.name for s in sub.config.experiments if (sub.result(s.name) or {}).get("quick")]
+    printed = bool(re.search(loose(BANNER), sub.text.full))
+    claim = f"{RESULTS_NAME} says quick = {'true' if sub.quick else 'false'}"
+    if quick_results and not sub.quick:
+        return Finding(DOCUMENT, "smoke-run banner", MISMATCH,
+                       f"{claim} but these results are --quick smoke runs: {', '.join(quick_results)}")
+    if printed != sub.quick:
+        return Finding(DOCUMENT, "smoke-run banner", MISMATCH,
+                       f"{claim} but the banner \"{BANNER}\" is {'printed' if printed else 'not printed'}")
+    return Finding(DOCUMENT, "smoke-run banner", OK,
+                   "printed, as the results are --quick smoke runs" if sub.quick else "absent: full runs")
+
+
+# --------------------------------------------------------------------------- spec and parameters
+def _json(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def spec_differences(spec: ExperimentSpec, result: dict) -> list[str]:
+    """How the spec stored in ``result`` differs from ``spec`` (name, part and every result-relevant key)."""
+    stored = result.get("spec") if isinstance(result.get("spec"), dict) else {}
+    wanted = {"name": spec.name, "part": spec.part, **_json(spec.result_dict())}
+    return [f"{key} {json.dumps(stored.get(key))} in {RESULTS_NAME}, {json.dumps(value)} in experiments.toml"
+            for key, value in wanted.items() if stored.get(key) != value]
+
+
+def check_spec(spec: ExperimentSpec, result: dict) -> Finding:
+    diffs = spec_differences(spec, result)
+    if diffs:
+        return Finding(spec.name, "spec", MISMATCH, "; ".join(diffs))
+    how = "cache key reproduced" if _cache_key_reproduced(spec, result) else \
+        "cache key not reproducible from the recorded data checksum and engine version"
+    return Finding(spec.name, "spec", OK, f"as declared in experiments.toml; {how}")
+
+
+def _cache_key_reproduced(spec: ExperimentSpec, result: dict) -> bool:
+    data = result.get("data") if isinstance(result.get("data"), dict) else {}
+    engine = (result.get("versions") or {}).get("engine") if isinstance(result.get("versions"), dict) else None
+    quick = bool(result.get("quick"))
+    if not isinstance(engine, str) or quick:  # quick keys also hash the smoke-run caps, not recorded
+        return False
+    key = spec.cache_key(data_sha256=str(data.get("sha256") or ""), engine_version=engine, quick=quick)
+    return key == result.get("cache_key")
+
+
+def check_params(spec: ExperimentSpec, entry: dict) -> Finding:
+    b = breakdown(spec)
+    result = entry.get("result") if isinstance(entry.get("result"), dict) else {}
+    stored = (result.get("params") or {}) if isinstance(result.get("params"), dict) else {}
+    claims = [(f"{RESULTS_NAME} params.total", stored.get("total")),
+              (f"{RESULTS_NAME} n_params", entry.get("n_params")),
+              ("Keras count_params()", stored.get("keras_total"))]
+    wrong = [f"{what} is {_count(v)}" for what, v in claims
+             if (v is not None or what.startswith(RESULTS_NAME)) and v != b.total]
+    if wrong:
+        return Finding(spec.name, "parameters", MISMATCH,
+                       f"experiments.toml gives {b.total_formula} but " + ", ".join(wrong))
+    keras = "Keras count_params()" if stored.get("keras_total") is not None else "not counted by Keras"
+    return Finding(spec.name, "parameters", OK, f"{fmt(b.total)} = {RESULTS_NAME} params.total = {keras}")
+
+
+def _count(v: Any) -> str:
+    return fmt(v) if isinstance(v, int) and not isinstance(v, bool) else json.dumps(v)
+
+
+# --------------------------------------------------------------------------- measurements
+def check_measurements(spec: ExperimentSpec, result: dict) -> Finding:
+    """The stored numbers of an 'ok' run must agree with each other (a hand edit rarely does)."""
+    run = commentary.Run(spec, result)
+    problems = _confusion_problems(run, result) + _history_problems(run)
+    if problems:
+        return Finding(spec.name, "measurements", MISMATCH, "; ".join(problems))
+    return Finding(spec.name, "measurements", OK,
+                   "accuracy and macro F1 agree with the confusion matrix; test loss and accuracy"
+                   " with the last epoch")
+
+
+def _confusion_problems(run: commentary.Run, result: dict) -> list[str]:
+    try:
+        cm = np.asarray(result.get("confusion"), dtype=float)
+    except (TypeError, ValueError):
+        cm = np.zeros((0, 0))
+    if (cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.size == 0 or not np.isfinite(cm).all()
+            or (cm < 0).any() or cm.sum() <= 0):
+        return ["no usable confusion matrix"]
+    n, correct = int(cm.sum()), int(np.trace(cm))
+    out = []
+    acc = run.test_accuracy
+    # Keras' accuracy and the predictions may differ by one near-tie image: allow 1/n.
+    if acc is None or abs(acc - correct / n) > 1 / n + SAME:
+        out.append(f"test accuracy {_raw(acc)} but the confusion matrix gives {correct / n:.6g}"
+                   f" ({fmt(correct)} of {fmt(n)} correct)")
+    f1 = float(analysis.per_class_scores(cm)[2].mean())
+    if run.macro_f1 is None or abs(run.macro_f1 - f1) > SAME:
+        out.append(f"macro F1 {_raw(run.macro_f1)} but the confusion matrix gives {f1:.6g}")
+    n_test = ((result.get("data") or {}) if isinstance(result.get("data"), dict) else {}).get("n_test")
+    if isinstance(n_test, int) and n_test != n:
+        out.append(f"the confusion matrix counts {fmt(n)} test images, the data {fmt(n_test)}")
+    return out
+
+
+def _history_problems(run: commentary.Run) -> list[str]:
+    h = run.history
+    out = []
+    for label, key, value in (("test loss", "val_loss", run.test_loss),
+                              ("test accuracy", "val_accuracy", run.test_accuracy)):
+        last = h.get(key, [])[-1:] or [math.nan]
+        if value is None or not abs(value - last[0]) <= SAME:
+            out.append(f"{label} {_raw(value)} but the last epoch of the history has {_raw(last[0])}")
+    return out
+
+
+def _raw(v: float | None) -> str:
+    return "none" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6g}"
+
+
+# --------------------------------------------------------------------------- printed numbers
+@dataclass(frozen=True)
+class Printed:
+    """One experiment's numbers as the templates print them (commentary.num / pct, params.fmt)."""
+
+    test_loss: str
+    test_accuracy: str
+    macro_f1: str
+    n_params: str
+    raw: tuple[tuple[str, Any], ...]  # field -> the stored value, for messages
+
+    LABELS: ClassVar[dict[str, str]] = {"test_loss": "test loss", "test_accuracy": "test accuracy",
+                                        "macro_f1": "macro F1", "n_params": "parameters"}
+
+    @classmethod
+    def of(cls, spec: ExperimentSpec, result: dict) -> Printed:
+        run = commentary.Run(spec, result)
+        stored = (result.get("params") or {}).get("total") if isinstance(result.get("params"), dict) else None
+        n_params = stored if isinstance(stored, int) else None
+        return cls(commentary.num(run.test_loss), commentary.pct(run.test_accuracy), commentary.num(run.macro_f1),
+                   "—" if n_params is None else fmt(n_params),
+                   (("test_loss", run.test_loss), ("test_accuracy", run.test_accuracy),
+                    ("macro_f1", run.macro_f1), ("n_params", n_params)))
+
+    def compare(self, printed: dict[str, str | None]) -> tuple[list[str], list[str]]:
+        """(agreeing 'label value' texts, disagreeing explanations) for the fields in ``printed``."""
+        same, wrong = [], []
+        raw = dict(self.raw)
+        for field, seen in printed.items():
+            want, label = getattr(self, field), self.LABELS[field]
+            if seen == want:
+                same.append(f"{label} {want}")
+            elif seen is None:
+                wrong.append(f"{label} not found (expected {want})")
+            else:
+                wrong.append(f"{label} printed {seen}, {RESULTS_NAME} has {want} ({_raw(raw[field])})")
+        return same, wrong
+
+
+CARD_LABELS = {"test_loss": "Test loss (score)", "test_accuracy": "Test accuracy", "macro_f1": "Macro F1",
+               "n_params": "Parameters:"}
+ROW = re.compile(
+    r"(?:^| )(?P<n_params>\d{1,3}(?:,\d{3})*) (?P<batch>\d{1,3}(?:,\d{3})*) (?P<epochs>\d{1,3}(?:,\d{3})*)"
+    r" (?:(?P<test_loss>\S+) (?P<test_accuracy>\S+%|—)(?: \(diverged\))? (?P<macro_f1>\S+)|FAILED)")
+Q2_TOTAL = re.compile(r"Total (?P<weights>[\d,]+) weights (?P<biases>[\d,]+) (?P<total>[\d,]+)")
+Q2_KERAS = re.compile(r"count_params\(\) for the trained model: (?P<keras>[\d,]+)")
+
+
+def _titled(region: Region, name: str) -> bool:
+    """The element starts with the experiment's name (and not with a longer name it prefixes)."""
+    return bool(re.match(loose(name) + r"(?![\w.-])", region.text))
+
+
+def _printed_finding(spec: ExperimentSpec, where: str, region: Region, printed: dict[str, str | None],
+                     expected: Printed) -> Finding:
+    same, wrong = expected.compare(printed)
+    place = f"{where} (page {region.page})"
+    if wrong:
+        return Finding(spec.name, place, MISMATCH, "; ".join(wrong))
+    return Finding(spec.name, place, OK, ", ".join(same))
+
+
+def check_card(sub: Submission, spec: ExperimentSpec, result: dict) -> Finding:
+    region = sub.text.region(f"exp-{slug(spec.name)}")
+    if region is None or not _titled(region, spec.name):
+        what = "no card" if region is None else f"the card anchored at exp-{slug(spec.name)} is titled otherwise"
+        return Finding(spec.name, "card", MISMATCH, f"{what} in the PDF")
+    printed = {}
+    for field, label in CARD_LABELS.items():
+        m = re.search(loose(label) + r" ?(\S+)", region.text)
+        printed[field] = m.group(1) if m else None
+    return _printed_finding(spec, "card", region, printed, Printed.of(spec, result))
+
+
+def check_row(sub: Submission, spec: ExperimentSpec, result: dict) -> Finding:
+    if not sub.text.has_anchors("row-"):
+        return Finding(spec.name, "part table", NOTE,
+                       "not checked: the table rows of this PDF carry no anchors (made by an older labreport)")
+    region = sub.text.region(f"row-{slug(spec.name)}")
+    if region is None or not _titled(region, spec.name):
+        what = "no row" if region is None else f"the row anchored at row-{slug(spec.name)} is named otherwise"
+        return Finding(spec.name, "part table", MISMATCH, f"{what} in the part table")
+    m = ROW.search(region.text)
+    if m is None:
+        return Finding(spec.name, f"part table (page {region.page})", MISMATCH,
+                       f"cannot read the row: \"{region.text[:160]}\"")
+    fields = ["n_params"] + (["test_loss", "test_accuracy", "macro_f1"] if m.group("test_accuracy") else [])
+    return _printed_finding(spec, "part table", region, {f: m.group(f) for f in fields}, Printed.of(spec, result))
+
+
+def check_q2(sub: Submission, spec: ExperimentSpec, result: dict | None) -> Finding:
+    """The layer table of question 2: totals from experiments.toml, the Keras count from results.json."""
+    region = sub.text.region(f"q2-{spec.part}")
+    if region is None or not re.search(r": " + loose(spec.name) + r"(?![\w.-])", region.text):
+        return Finding(spec.name, "question 2", MISMATCH, f"its layer table (anchor q2-{spec.part}) is not in the PDF")
+    b = breakdown(spec)
+    total, keras_m = Q2_TOTAL.search(region.text), Q2_KERAS.search(region.text)
+    wanted = {"weights": fmt(b.weights), "biases": fmt(b.biases), "total": fmt(b.total)}
+    seen = {k: (total.group(k) if total else None) for k in wanted}
+    keras = ((result or {}).get("params") or {}).get("keras_total")
+    if keras is not None:
+        wanted["Keras count"] = _count(keras)
+        seen["Keras count"] = keras_m.group("keras") if keras_m else None
+    wrong = [f"{k} printed {seen[k] or 'nothing'}, expected {v}" for k, v in wanted.items() if seen[k] != v]
+    place = f"question 2 (page {region.page})"
+    if wrong:
+        return Finding(spec.name, place, MISMATCH, "; ".join(wrong))
+    return Finding(spec.name, place, OK, ", ".join(f"{k} {v}" for k, v in wanted.items()))
+
+
+# --------------------------------------------------------------------------- per experiment
+def check_experiment(sub: Submission, spec: ExperimentSpec, q2_model: bool) -> list[Finding]:
+    entry = sub.entries.get(spec.name)
+    if entry is None:
+        return []  # reported once by the document check
+    if entry.get("result") is None:
+        out = [Finding(spec.name, "result", NOTE, "not run: the report prints no numbers for it")]
+        return out + ([check_q2(sub, spec, None)] if q2_model else [])
+    problem = result_problem(entry["result"])
+    if problem:
+        return [Finding(spec.name, "result", MISMATCH, f"malformed in {RESULTS_NAME}: {problem}")]
+    result = entry["result"]
+    out = [check_spec(spec, result), check_params(spec, entry)]
+    if result.get("status") == "ok":
+        out.append(check_measurements(spec, result))
+    out += [check_card(sub, spec, result), check_row(sub, spec, result)]
+    if q2_model:
+        out.append(check_q2(sub, spec, result))
+    return out
+
+
+def verify_submission(sub: Submission) -> list[Finding]:
+    """Every check that needs no training."""
+    runs = sub.runs()
+    parts = dict.fromkeys(s.part for s in sub.config.experiments)
+    q2_models = {run.name for p in parts for run in [commentary.chosen_run(p, runs)[0]] if run is not None}
+    out = check_document(sub)
+    for spec in sub.config.experiments:
+        out += check_experiment(sub, spec, spec.name in q2_models)
+    return out
+
+
+# --------------------------------------------------------------------------- rerun
+def rerun_candidates(sub: Submission, k: int) -> list[ExperimentSpec]:
+    """``k`` experiments with a measured accuracy: the chosen ones first, then in config order."""
+    measured = [s for s in sub.config.experiments
+                if (sub.result(s.name) or {}).get("status") == "ok"
+                and commentary.Run(s, sub.result(s.name)).test_accuracy is not None]
+    ordered = [s for s in measured if s.chosen] + [s for s in measured if not s.chosen]
+    return ordered[:k]
+
+
+def rerun(sub: Submission, k: int, *, tolerance: float = DEFAULT_TOLERANCE, build: Path = Path("build"),
+          train: Callable[..., dict] | None = None, load_dataset: Callable[..., Any] | None = None,
+          progress: TextIO | None = None) -> list[Finding]:
+    """Train ``k`` experiments again in a temporary build folder and compare their test accuracy.
+
+    The data sets and HOG features come from ``build`` (linked, so a fetch is kept for the
+    next time); ``train``/``load_dataset`` are the runner's seams (tests pass fakes).
+    """
+    specs = rerun_candidates(sub, k)
+    out = []
+    if len(specs) < k:
+        out.append(Finding(DOCUMENT, "rerun", NOTE,
+                           f"asked for {k}, only {len(specs)} experiments have a measured accuracy"))
+    if not specs:
+        return out
+    from labreport import runner  # the engine: TensorFlow is loaded only on this path
+
+    with tempfile.TemporaryDirectory(prefix="labreport-verify-") as tmp:
+        scratch = Path(tmp) / "build"
+        _share_caches(scratch, Path(build))
+        runner.run(sub.config, scratch, quick=sub.quick, names=[s.name for s in specs], force=True,
+                   train=train, load_dataset=load_dataset, progress=progress or sys.stderr)
+        for spec in specs:
+            out.append(compare_rerun(spec, sub.result(spec.name), store.read_result(scratch, spec.name, sub.quick),
+                                     tolerance))
+    return out
+
+
+def _share_caches(scratch: Path, build: Path) -> None:
+    """Point the scratch build's data/ and features/ at the real ones: no re-download, no re-HOG."""
+    scratch.mkdir(parents=True)
+    for sub_dir in ("data", "features"):
+        target = (build / sub_dir).resolve()
+        target.mkdir(parents=True, exist_ok=True)
+        (scratch / sub_dir).symlink_to(target, target_is_directory=True)
+
+
+def compare_rerun(spec: ExperimentSpec, claimed: dict | None, fresh: dict | None, tolerance: float) -> Finding:
+    claimed_acc = commentary.Run(spec, claimed).test_accuracy
+    if fresh is None or fresh.get("status") != "ok":
+        why = (fresh or {}).get("error") or (fresh or {}).get("status") or "no result stored"
+        return Finding(spec.name, "rerun", MISMATCH, f"the re-training did not finish: {why}")
+    acc = commentary.Run(spec, fresh).test_accuracy
+    if acc is None or claimed_acc is None:
+        return Finding(spec.name, "rerun", MISMATCH, "the re-training measured no test accuracy")
+    diff = acc - claimed_acc
+    detail = (f"test accuracy {commentary.pct(claimed_acc)} claimed, {commentary.pct(acc)} re-trained"
+              f" ({commentary.points(diff)} points; tolerance ±{100 * tolerance:.2f} points)")
+    return Finding(spec.name, "rerun", OK if abs(diff) <= tolerance + 1e-12 else MISMATCH, detail)
+
+
+# --------------------------------------------------------------------------- entry point
+def title_of(sub: Submission) -> str:
+    meta = sub.config.report
+    who = ", ".join(meta.authors)
+    extra = "; ".join(x for x in (meta.group, who) if x)
+    return meta.title + (f" ({extra})" if extra else "")
+
+
+def verify(path: Path | str, *, rerun_k: int = 0, tolerance: float = DEFAULT_TOLERANCE,
+           build: Path = Path("build"), train: Callable[..., dict] | None = None,
+           load_dataset: Callable[..., Any] | None = None, progress: TextIO | None = None) -> Verification:
+    """Read ``path`` and run every check (plus ``rerun_k`` re-trainings); raise UnreadableReport."""
+    sub = read_submission(path)
+    findings = verify_submission(sub)
+    if rerun_k:
+        findings += rerun(sub, rerun_k, tolerance=tolerance, build=build, train=train,
+                          load_dataset=load_dataset, progress=progress)
+    return Verification(Path(path), title_of(sub), tuple(findings))
+

@@ -1,0 +1,249 @@
+"""grade: one row per submission (CSV + HTML), bad files included, from the PDFs alone (no TensorFlow).
+
+Two small labs are rendered once for the module (PDF included): group 7 meets every
+requirement; group 8 handed in --quick smoke runs with a failed experiment and no chosen
+model for part fashion. A tampered copy of group 7's PDF, a text file named .pdf, a
+truncated PDF, a non-PDF given by name and an empty folder complete the pile.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fixtures.synthetic import make_result, write_fake_data
+from labreport import cli, commentary, config, render, store
+from test_verify import attachment, reattach
+
+LAB = """\
+[report]
+title = "PW04 - Deep Neural Networks"
+authors = ["Ada", "Alan"]
+group = "Group 7"
+
+[requirements]
+min_variants_per_part = 2
+
+[defaults]
+optimizer = {{ name = "rmsprop" }}
+batch_size = 256
+epochs = 4
+
+[[experiment]]
+name = "raw-16"
+part = "raw"
+hidden = 16
+activation = "tanh"
+chosen = true
+
+[[experiment]]
+name = "raw-16-sigmoid"
+from = "raw-16"
+activation = "sigmoid"
+
+[[experiment]]
+name = "hog-16"
+part = "hog"
+hog = {{ pixels_per_cell = 7, orientations = 8 }}
+hidden = 16
+activation = "relu"
+chosen = true
+
+[[experiment]]
+name = "hog-8"
+from = "hog-16"
+hidden = 8
+
+[[experiment]]
+name = "cnn-8"
+part = "cnn"
+conv = [{{ filters = 4, kernel = 3 }}]
+hidden = 8
+activation = "relu"
+chosen = true
+
+[[experiment]]
+name = "cnn-4"
+from = "cnn-8"
+hidden = 4
+
+[[experiment]]
+name = "fashion-8"
+part = "fashion"
+conv = [{{ filters = 4, kernel = 3 }}]
+hidden = 8
+activation = "relu"
+{fashion_chosen}
+
+[[experiment]]
+name = "fashion-4"
+from = "fashion-8"
+hidden = 4
+"""
+
+
+def make_pdf(tmp: Path, name: str, *, group: str, quick: bool = False, failed: tuple[str, ...] = (),
+             fashion_chosen: bool = True) -> tuple[Path, dict[str, dict]]:
+    """Render one submission to ``tmp/name.pdf``.
+
+    Both labs share one build folder (full runs in runs/, smoke runs in quick/runs/) so the
+    figures they have in common (equations, samples, HOG) are drawn once; one worker process,
+    as spawning more costs more than these few figures.
+    """
+    text = LAB.format(fashion_chosen="chosen = true" if fashion_chosen else "")
+    (tmp / f"{name}.toml").write_text(text.replace('"Group 7"', f'"{group}"'))
+    lab = config.load(tmp / f"{name}.toml")
+    build = tmp / "build"
+    results = {}
+    for spec in lab.experiments:
+        result = make_result(spec, status="failed" if spec.name in failed else "ok", quick=quick)
+        if quick and result["confusion"]:
+            # A real smoke run's confusion matrix counts its test subsample; the fixture's counts 10,000.
+            result["data"]["n_test"] = sum(map(sum, result["confusion"]))
+        store.write_result(build, result, quick=quick)
+        results[spec.name] = result
+    write_fake_data(tmp / "data")
+    render.render(lab, build, quick=quick, data_dir=tmp / "data", workers=1)
+    return Path(shutil.copy(build / "report.pdf", tmp / f"{name}.pdf")), results
+
+
+@pytest.fixture(scope="module")
+def pile(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("grade")
+    subs = tmp / "submissions"
+    good_pdf, good = make_pdf(tmp, "g7", group="Group 7")
+    quick_pdf, quick = make_pdf(tmp, "g8", group="Group 8", quick=True, failed=("cnn-4",), fashion_chosen=False)
+    (subs / "group7").mkdir(parents=True)
+    (subs / "group8").mkdir()
+    shutil.copy(good_pdf, subs / "group7" / "report.pdf")
+    shutil.copy(quick_pdf, subs / "group8" / "report.pdf")
+
+    doc = json.loads(attachment(good_pdf, "results.json"))
+    for e in doc["experiments"]:
+        if e["name"] == "raw-16":
+            e["result"]["metrics"]["test_accuracy"] += 0.02
+        if e["name"] == "hog-8":
+            e["result"]["params"]["total"] += 1
+    reattach(good_pdf, subs / "tampered.pdf", "results.json", json.dumps(doc).encode())
+    (subs / "notes.pdf").write_text("our report is in the other file\n")
+    (subs / "truncated.pdf").write_bytes(good_pdf.read_bytes()[:3000])
+    readme = tmp / "readme.txt"
+    readme.write_text("hello\n")
+    (tmp / "empty").mkdir()
+    return {"tmp": tmp, "subs": subs, "readme": readme, "empty": tmp / "empty", "good": good, "quick": quick}
+
+
+@pytest.fixture(scope="module")
+def graded(pile):
+    out_dir = pile["tmp"] / "out"
+    stdout = io.StringIO()
+    from contextlib import redirect_stdout
+
+    with redirect_stdout(stdout):
+        status = cli.main(["grade", str(pile["subs"]), str(pile["readme"]), str(pile["empty"]),
+                           str(pile["tmp"] / "missing.pdf"), "-o", str(out_dir)])
+    rows = list(csv.DictReader(io.StringIO((out_dir / "grades.csv").read_text(encoding="utf-8"))))
+    return {"status": status, "stdout": stdout.getvalue(), "rows": {r["file"]: r for r in rows},
+            "order": [r["file"] for r in rows], "out": out_dir}
+
+
+def best(results: dict[str, dict], part: str) -> tuple[str, str]:
+    ok = [r for r in results.values() if r["part"] == part and r["status"] == "ok"]
+    top = min(ok, key=lambda r: (-r["metrics"]["test_accuracy"], r["metrics"]["test_loss"], r["name"]))
+    return commentary.pct(top["metrics"]["test_accuracy"]), top["name"]
+
+
+def test_one_row_per_file_in_order_and_bad_files_do_not_stop_the_others(pile, graded):
+    subs, tmp = pile["subs"], pile["tmp"]
+    assert graded["status"] == 0
+    assert graded["order"] == [str(subs / "group7" / "report.pdf"), str(subs / "group8" / "report.pdf"),
+                               str(subs / "notes.pdf"), str(subs / "tampered.pdf"), str(subs / "truncated.pdf"),
+                               str(pile["readme"]), str(pile["empty"]), str(tmp / "missing.pdf")]
+    assert sorted(p.name for p in graded["out"].iterdir()) == ["grades.csv", "grades.html"]  # no temp files left
+
+
+def test_a_complete_verified_submission(pile, graded):
+    row = graded["rows"][str(pile["subs"] / "group7" / "report.pdf")]
+    expected = {
+        "title": "PW04 - Deep Neural Networks", "group": "Group 7", "authors": "Ada, Alan",
+        "verification": "VERIFIED", "mismatches": "0", "requirements met": "12 of 12",
+        "parameter counts": "correct", "quick runs": "no", "failed experiments": "",
+        "raw variants": "2 of 2", "raw chosen": "raw-16", "hog chosen": "hog-16", "cnn chosen": "cnn-8",
+        "fashion variants": "2 of 2", "fashion chosen": "fashion-8", "unmet requirements": "", "problems": "",
+    }
+    assert {k: row[k] for k in expected} == expected
+    for part in ("raw", "hog", "cnn", "fashion"):
+        assert (row[f"{part} best accuracy"], row[f"{part} best model"]) == best(pile["good"], part)
+
+
+def test_the_requirement_checklist_of_an_incomplete_quick_submission(pile, graded):
+    row = graded["rows"][str(pile["subs"] / "group8" / "report.pdf")]
+    expected = {
+        "group": "Group 8", "verification": "VERIFIED", "requirements met": "7 of 12", "quick runs": "yes",
+        "failed experiments": "cnn-4", "cnn variants": "1 of 2", "fashion chosen": "",
+        "parameter counts": "correct",
+    }
+    assert {k: row[k] for k in expected} == expected
+    assert row["unmet requirements"].split("; ") == [
+        "at least 2 variants of part 'cnn': CNN on MNIST: 1 trained of 2 declared",
+        "a chosen model for part 'fashion': mark one experiment of part 'fashion' with chosen = true",
+        "no failed or diverged experiment: cnn-4 (failed: RuntimeError: synthetic failure in epoch 4 (out of memory))",
+        "every experiment trained with its current settings: not run or out of date: cnn-4",
+        "full runs, not --quick smoke runs: these results come from --quick: run `make report` without QUICK",
+    ]
+
+
+def test_a_tampered_submission_is_not_verified(pile, graded):
+    row = graded["rows"][str(pile["subs"] / "tampered.pdf")]
+    assert row["verification"] == "NOT VERIFIED"
+    assert row["mismatches"] == "6"
+    assert row["parameter counts"] == "WRONG: hog-8"
+    problems = row["problems"].split(" | ")
+    assert [p.split(":")[0] for p in problems] == ["MISMATCH raw-16"] * 3 + ["MISMATCH hog-8"] * 3
+    assert problems[3] == ("MISMATCH hog-8: parameters: experiments.toml gives 1,032 + 90 = 1,122 but"
+                           " results.json params.total is 1,123")
+
+
+def test_unreadable_files_say_why(pile, graded):
+    rows, subs = graded["rows"], pile["subs"]
+
+    def why(path: Path) -> tuple[str, str]:
+        return rows[str(path)]["verification"], rows[str(path)]["problems"]
+
+    assert why(subs / "notes.pdf") == ("UNREADABLE", "not a PDF file")
+    assert why(pile["readme"]) == ("UNREADABLE", "not a PDF file")
+    assert why(pile["empty"]) == ("UNREADABLE", "no PDF file in this folder")
+    assert why(pile["tmp"] / "missing.pdf") == ("UNREADABLE", "no such file")
+    status, problem = why(subs / "truncated.pdf")
+    assert status == "UNREADABLE" and problem.startswith("not a readable PDF (")
+    assert rows[str(subs / "notes.pdf")]["title"] == ""
+
+
+def test_terminal_summary_and_html(pile, graded):
+    subs = pile["subs"]
+    lines = graded["stdout"].splitlines()
+    assert lines[:5] == [
+        f"VERIFIED     {subs / 'group7' / 'report.pdf'}: requirements 12 of 12",
+        f"VERIFIED     {subs / 'group8' / 'report.pdf'}: requirements 7 of 12, quick runs",
+        f"UNREADABLE   {subs / 'notes.pdf'}: not a PDF file",
+        f"NOT VERIFIED (6) {subs / 'tampered.pdf'}: requirements 12 of 12, parameter counts WRONG",
+        lines[4],
+    ]
+    assert lines[-1] == f"wrote {graded['out'] / 'grades.csv'} and {graded['out'] / 'grades.html'} (8 submissions)"
+    page = (graded["out"] / "grades.html").read_text(encoding="utf-8")
+    assert page.count('<td class="VERIFIED">') == 2
+    assert page.count('<td class="NOT-VERIFIED">') == 1
+    assert page.count('<td class="UNREADABLE">') == 5
+    assert "<p>8 submissions, 2 verified.</p>" in page
+    assert "`make report` without QUICK" in page and "<script" not in page
+
+
+def test_grade_output_must_be_a_folder(pile, capsys):
+    assert cli.main(["grade", str(pile["readme"]), "-o", str(pile["readme"])]) == 2
+    assert capsys.readouterr().err == (f"labreport: {pile['readme']} is a file; -o/--output names the folder for"
+                                       " grades.csv and grades.html\n")
