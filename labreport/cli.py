@@ -226,12 +226,15 @@ def cmd_clean(args) -> int:
     build = Path(args.build)
     if not build.exists():
         return 0
+    from labreport import store
+
     keep = set() if args.all else {"data", "features", "runs", "quick"}
-    for child in build.iterdir():
-        if child.name in keep or child.name == ".lock":
-            continue
-        shutil.rmtree(child) if child.is_dir() else child.unlink()
-        print(f"removed {child}")
+    with store.BuildLock(build):  # never delete under a running `run`
+        for child in build.iterdir():
+            if child.name in keep or child.name == ".lock":
+                continue
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+            print(f"removed {child}")
     return 0
 
 

@@ -210,7 +210,15 @@ class _Lines:
     def __init__(self, text: str):
         self.tables: dict[str, list[tuple[int, dict[str, int]]]] = {}
         current: dict[str, int] | None = None
+        in_string: str | None = None  # the delimiter of a multi-line string we are inside
         for lineno, line in enumerate(text.splitlines(), 1):
+            if in_string:
+                if line.count(in_string) % 2 == 1:
+                    in_string = None
+                continue
+            for delim in ('"""', "'''"):
+                if line.count(delim) % 2 == 1:
+                    in_string = delim
             m = self.HEADER.match(line)
             if m:
                 current = {}

@@ -81,6 +81,8 @@ def default_templates_dir() -> Path:
 
 def template_dirs(templates_dir: Path | None = None) -> list[Path]:
     """User folder first (it may override any subset of files), then the defaults."""
+    if templates_dir and not Path(templates_dir).is_dir():
+        raise TemplateError(f"{templates_dir}: no such templates folder")
     dirs = [Path(templates_dir).resolve()] if templates_dir else []
     default = default_templates_dir()
     if default not in dirs:
@@ -114,6 +116,20 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in str(name))
 
 
+def _template_frame(code_file: str, dirs: Sequence[Path]) -> bool:
+    return code_file.endswith((".j2", ".html", ".jinja")) or any(code_file.startswith(str(d)) for d in dirs)
+
+
+def _in_template(exc: BaseException, dirs: Sequence[Path]) -> bool:
+    """Whether the error was raised while executing template code (e.g. ``{{ 1/0 }}``)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if _template_frame(tb.tb_frame.f_code.co_filename, dirs):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _template_error(exc: Exception, dirs: Sequence[Path]) -> TemplateError:
     """Name the template file and line of a Jinja error (syntax, or undefined at render time)."""
     import jinja2
@@ -128,8 +144,17 @@ def _template_error(exc: Exception, dirs: Sequence[Path]) -> TemplateError:
         tb = exc.__traceback__
         while tb is not None:
             code_file = tb.tb_frame.f_code.co_filename
-            if code_file.endswith((".j2", ".html", ".jinja")) or any(code_file.startswith(str(d)) for d in dirs):
+            if _template_frame(code_file, dirs):
                 filename, lineno = code_file, tb.tb_lineno
+            tb = tb.tb_next
+    if isinstance(exc, UnicodeDecodeError):
+        # Raised while *loading* a template: name the file being read and the bad byte's line.
+        tb = exc.__traceback__
+        while tb is not None:
+            loading = tb.tb_frame.f_locals.get("filename")
+            if tb.tb_frame.f_code.co_name == "get_source" and isinstance(loading, str):
+                filename = loading
+                lineno = bytes(exc.object[: exc.start]).count(b"\n") + 1
             tb = tb.tb_next
     where = f"{filename}:{lineno}" if filename else "template"
     kind = type(exc).__name__
@@ -352,7 +377,7 @@ def gather(config: LabConfig, build: Path, *, quick: bool = False, out_dir: Path
     # Phase 1: plan every figure (cheap: hashes only).
     refs: dict[str, FigureRef | None] = {}
     for r in runs:
-        if r.result and r.history:
+        if r.result and any(r.history.values()):
             refs[f"curves:{r.name}"] = figs.curves(r.name, r.history, r.facts["best_epoch"])
         cm = (r.result or {}).get("confusion")
         if cm and r.status != "failed":
@@ -507,7 +532,7 @@ def render_html(config: LabConfig, build: Path, *, quick: bool = False, template
     except Exception as exc:  # noqa: BLE001 - Jinja errors are user errors; others are bugs
         import jinja2
 
-        if isinstance(exc, (jinja2.TemplateError,)):
+        if isinstance(exc, (jinja2.TemplateError, UnicodeDecodeError, OSError)) or _in_template(exc, dirs):
             raise _template_error(exc, dirs) from None
         raise
     return html, drawn, runs, list(context["warnings"])

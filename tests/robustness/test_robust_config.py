@@ -140,8 +140,6 @@ def test_missing_config_file(project):
     refuses(project, None, ["nope.toml: no such file"], config_name="nope.toml")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: config._Lines takes `key =` lines inside multi-line strings for keys, "
-                                       "so the error points into the comment (line 4) instead of line 10")
 def test_line_numbers_ignore_key_lookalikes_inside_multiline_strings(project):
     text = ('[[experiment]]\nname = "a"\ncomment = """\nepochs = 3 was our first try\n"""\n'
             'part = "raw"\nhidden = 16\nactivation = "relu"\nbatch_size = 64\nepochs = 0\n')

@@ -369,9 +369,6 @@ RUNTIME_BROKEN = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: render.render_html converts only jinja2.TemplateError; any other "
-                                       "exception raised by (or while loading) a user template escapes as a "
-                                       "traceback with exit 1")
 @pytest.mark.parametrize("text,line,message", [b[1:] for b in RUNTIME_BROKEN], ids=[b[0] for b in RUNTIME_BROKEN])
 def test_a_user_template_that_raises_is_exit_2_with_file_and_line(project, text, line, message):
     tpl = project / "tpl"
@@ -383,8 +380,6 @@ def test_a_user_template_that_raises_is_exit_2_with_file_and_line(project, text,
     assert out.stderr.startswith(f"labreport: {tpl.resolve() / Q1}:{line}: {message}")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: render.template_dirs accepts a --templates folder that does not exist "
-                                       "and silently renders with the default templates (exit 0)")
 def test_a_missing_templates_folder_is_a_usage_error(project):
     before = snapshot(project / "build")
     out = render_cli(project, "--templates", "no-such-folder")

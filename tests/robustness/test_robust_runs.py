@@ -332,8 +332,6 @@ def test_a_second_run_on_a_busy_build_is_refused_and_writes_nothing(lab, tmp_pat
     assert run(lab, build, trainer).ran == 0  # the lock is free again, everything fresh
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cli.cmd_clean takes no build lock: `clean --all` deletes runs/ "
-                                       "(and the data) under a run that is writing there")
 def test_clean_all_is_refused_while_a_run_holds_the_build(lab, tmp_path, child_factory):
     build = tmp_path / "build"
     first, second, _ = order(lab, build)
@@ -349,9 +347,6 @@ def test_clean_all_is_refused_while_a_run_holds_the_build(lab, tmp_path, child_f
     assert after == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: render.gather draws learning curves when `r.history` is truthy, and a "
-                                       "failed result's history is a dict of EMPTY lists: the report shows an empty "
-                                       "plot (matplotlib warns 'No artists with labels found')")
 @pytest.mark.filterwarnings("ignore:No artists with labels found to put in legend")
 def test_a_run_that_failed_before_its_first_epoch_shows_no_empty_curves(lab, tmp_path, figure_cache):
     build = tmp_path / "build"
