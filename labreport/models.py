@@ -29,7 +29,7 @@ def input_length(spec: ExperimentSpec) -> int:
     return spec.hog.n_features if spec.hog else IMAGE_SIDE * IMAGE_SIDE
 
 
-def build(spec: ExperimentSpec, n_inputs: int | None = None) -> "keras.Model":
+def build(spec: ExperimentSpec, n_inputs: int | None = None) -> keras.Model:
     """The (uncompiled) Keras model of ``spec``; raises RuntimeError if it disagrees with params.
 
     ``n_inputs`` is the feature length actually fed to an MLP (checked against the
@@ -66,7 +66,7 @@ def build(spec: ExperimentSpec, n_inputs: int | None = None) -> "keras.Model":
     return model
 
 
-def check_params(model: "keras.Model", spec: ExperimentSpec) -> int:
+def check_params(model: keras.Model, spec: ExperimentSpec) -> int:
     """Keras' count_params() == params.breakdown(spec).total, layer by layer; returns the total."""
     expected = params.breakdown(spec)
     keras_layers = [layer for layer in model.layers if layer.count_params()]
@@ -93,7 +93,7 @@ def check_params(model: "keras.Model", spec: ExperimentSpec) -> int:
     return total
 
 
-def optimizer(spec: ExperimentSpec) -> "keras.optimizers.Optimizer":
+def optimizer(spec: ExperimentSpec) -> keras.optimizers.Optimizer:
     """A fresh Keras optimizer from spec.optimizer (name + explicit arguments)."""
     import keras
 

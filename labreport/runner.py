@@ -1,0 +1,626 @@
+"""Which experiments are stale, and running them: in-process, in worker processes (or, later, Dask).
+
+Planning is pure and cheap: a spec's cache key hashes its result-relevant fields,
+the engine version and the data's identity, which is the sha256 of the *expected*
+checksum table (``datasets.CHECKSUMS``; ``datasets.load`` refuses any other bytes).
+So ``labreport list``/``run`` with nothing stale import neither TensorFlow nor the data.
+
+Running: ``run()`` takes the build lock, orders the stale specs longest first, hands
+them to an :class:`Executor` as :class:`Task` objects and writes each
+:class:`Outcome` (result.json + run.log) from this process as soon as it arrives,
+so an interrupted run loses only the experiments in flight. Executors only move
+tasks, events and outcomes; the work itself is :class:`Worker.run`, which keeps the
+data sets and HOG features in memory across the experiments of one process.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import math
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol, TextIO
+
+from labreport import __version__, datasets, engine, params, store
+from labreport.engine import ENGINE_VERSION, EpochInfo, QuickConfig
+from labreport.spec import ExperimentSpec, LabConfig
+
+STATUSES = ("fresh", "stale", "missing", "failed")
+
+LoadDataset = Callable[..., Any]  # datasets.load(name, data_dir=...) -> Dataset
+Train = Callable[..., dict]  # engine.train_and_evaluate's signature
+
+
+class UnknownExperiment(ValueError):
+    """A name or pattern given to run/plan matches no experiment of the config."""
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def data_sha256(dataset: str) -> str:
+    """The data set's identity for cache keys, from the verified checksum table (no I/O)."""
+    return datasets.combined_sha256(datasets.CHECKSUMS[dataset])
+
+
+def cache_key(spec: ExperimentSpec, *, quick: bool = False, quick_cfg: QuickConfig | None = None) -> str:
+    """The key a fresh result of ``spec`` must carry (quick caps included for quick runs)."""
+    version = ENGINE_VERSION
+    if quick:
+        version += "+" + (quick_cfg or QuickConfig.from_env()).tag
+    return spec.cache_key(data_sha256=data_sha256(spec.dataset), engine_version=version, quick=quick)
+
+
+class PlanEntry(NamedTuple):
+    spec: ExperimentSpec
+    status: str  # one of STATUSES
+
+
+def select(config: LabConfig, names: Sequence[str] | None = None) -> list[ExperimentSpec]:
+    """The experiments named by ``names`` (exact names or shell patterns like 'hog-*'), in config order."""
+    if not names:
+        return list(config.experiments)
+    all_names = [s.name for s in config.experiments]
+    unknown = [n for n in names if not fnmatch.filter(all_names, n)]
+    if unknown:
+        hints = []
+        for n in unknown:
+            close = difflib.get_close_matches(n, all_names, n=1)
+            hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise UnknownExperiment(f"{config.path}: no experiment named {', '.join(hints)}")
+    return [s for s in config.experiments if any(fnmatch.fnmatchcase(s.name, n) for n in names)]
+
+
+def status_of(spec: ExperimentSpec, build: Path, *, quick: bool, quick_cfg: QuickConfig | None = None) -> str:
+    result = store.read_result(build, spec.name, quick)
+    if result is None:
+        # A result.json we cannot use (half-written, corrupt, other schema) is stale, not an error.
+        exists = (store.run_dir(build, spec.name, quick) / "result.json").exists()
+        return "stale" if exists else "missing"
+    if store.is_fresh(result, cache_key(spec, quick=quick, quick_cfg=quick_cfg)):
+        return "fresh"
+    return "failed" if result.get("status") == "failed" else "stale"
+
+
+def plan(config: LabConfig, build: Path, *, quick: bool, names: Sequence[str] | None = None,
+         quick_cfg: QuickConfig | None = None) -> list[PlanEntry]:
+    """(spec, status) for the selected experiments; status is fresh/stale/missing/failed."""
+    return [PlanEntry(s, status_of(s, Path(build), quick=quick, quick_cfg=quick_cfg))
+            for s in select(config, names)]
+
+
+# Rough CPU cost model, only for ordering (longest first) and ETAs. A sample costs
+# its multiply-accumulates per layer kind plus the memory traffic of the conv feature
+# maps; a training pass ~ 3 forward passes; each step has a fixed overhead. Fitted
+# (within ~10%) to the per-epoch times of the seven model shapes of the reference
+# lab on the 2-core machine; no test depends on these numbers.
+SECONDS_PER_MAC = {"dense": 1.3e-11, "conv": 1.7e-11}
+SECONDS_PER_CONV_OUTPUT = 4.3e-10
+SECONDS_PER_STEP = 2.0e-3
+SECONDS_PER_EXPERIMENT = 3.0  # build, trace, predict: what --quick runs mostly are
+
+
+def forward_cost(spec: ExperimentSpec) -> dict[str, int]:
+    """Per sample: multiply-accumulates of dense and conv layers, and conv output values."""
+    out = {"dense": 0, "conv": 0, "conv_outputs": 0}
+    for layer in params.breakdown(spec).layers:
+        if layer.kind == "conv":
+            h, w, _ = layer.output_shape
+            out["conv"] += layer.weights * h * w
+            out["conv_outputs"] += layer.units
+        elif layer.kind in ("dense", "output"):
+            out["dense"] += layer.weights
+    return out
+
+
+def estimate_seconds(spec: ExperimentSpec, quick_cfg: QuickConfig | None = None) -> float:
+    """Expected training time of ``spec`` (full run, or capped by ``quick_cfg``)."""
+    n_train, n_test, epochs = 60_000, 10_000, spec.epochs
+    if quick_cfg is not None:
+        n_train, n_test = min(n_train, quick_cfg.n_train), min(n_test, quick_cfg.n_test)
+        epochs = min(epochs, quick_cfg.epochs)
+    cost = forward_cost(spec)
+    per_sample = (SECONDS_PER_MAC["dense"] * cost["dense"] + SECONDS_PER_MAC["conv"] * cost["conv"]
+                  + SECONDS_PER_CONV_OUTPUT * cost["conv_outputs"])
+    steps = math.ceil(n_train / spec.batch_size)
+    per_epoch = (3 * n_train + n_test) * per_sample + steps * SECONDS_PER_STEP
+    return SECONDS_PER_EXPERIMENT + epochs * per_epoch
+
+
+# --------------------------------------------------------------------------- work units
+
+
+@dataclass(frozen=True)
+class Task:
+    """One experiment to run, with everything a worker (local or remote) needs."""
+
+    spec: ExperimentSpec
+    index: int  # 1-based position in this run, for progress lines
+    total: int
+    quick: bool
+    quick_cfg: QuickConfig | None
+    cache_key: str
+    data_dir: str
+    features_dir: str
+    estimate_s: float = 0.0
+    threads: tuple[int, int] | None = None  # (intra-op, inter-op) for TF in the worker
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress from a worker: kind 'start', 'log' (payload: a line) or 'epoch' (an EpochInfo)."""
+
+    name: str
+    kind: str
+    payload: Any = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished experiment: its result dict and its complete log."""
+
+    name: str
+    result: dict
+    log: str
+
+
+Emit = Callable[[Event], None]
+
+
+class Worker:
+    """Runs tasks; keeps data sets and HOG features in memory for the next tasks of this process."""
+
+    def __init__(self, load_dataset: LoadDataset | None = None, train: Train | None = None):
+        self.load_dataset = load_dataset or datasets.load
+        self.train = train or engine.train_and_evaluate
+        self._datasets: dict[tuple[str, str], Any] = {}
+        self._hog: dict[tuple[str, str, int, int], Any] = {}
+
+    def dataset(self, name: str, data_dir: str) -> Any:
+        key = (name, data_dir)
+        if key not in self._datasets:
+            try:
+                self._datasets[key] = self.load_dataset(name, data_dir=Path(data_dir))
+            except Exception as exc:  # noqa: BLE001 - remembered: no slow re-fetch per experiment
+                self._datasets[key] = exc
+        found = self._datasets[key]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def hog_features(self, features_dir: str) -> engine.HogFeatures:
+        def compute(images, pixels_per_cell: int, orientations: int, key: str):
+            memo_key = (features_dir, key, pixels_per_cell, orientations)
+            if memo_key not in self._hog:
+                from labreport import features
+
+                self._hog[memo_key] = features.cached_hog(
+                    images, pixels_per_cell, orientations, cache_dir=Path(features_dir), key=key)
+            return self._hog[memo_key]
+
+        return compute
+
+    def run(self, task: Task, emit: Emit) -> Outcome:
+        lines: list[str] = []
+
+        def log(line: str) -> None:
+            stamped = f"{time.strftime('%H:%M:%S')} {line}"
+            lines.append(stamped)
+            emit(Event(task.name, "log", stamped))
+
+        emit(Event(task.name, "start"))
+        log(f"labreport {__version__}, engine {ENGINE_VERSION}: "
+            f"experiment {task.name!r}{' (quick)' if task.quick else ''}, pid {os.getpid()}")
+        try:
+            dataset = self.dataset(task.spec.dataset, task.data_dir)
+            result = self.train(
+                task.spec, dataset,
+                hog_features=self.hog_features(task.features_dir),
+                quick=task.quick, quick_cfg=task.quick_cfg, cache_key=task.cache_key,
+                threads=task.threads, log=log, on_epoch=lambda info: emit(Event(task.name, "epoch", info)),
+            )
+        except Exception as exc:  # noqa: BLE001 - one experiment's failure must not stop the others
+            log(traceback.format_exc().rstrip())
+            result = failed_result(task, f"{type(exc).__name__}: {exc}")
+        # The runner, not the trainer, owns the identity of what is stored.
+        result.update(name=task.name, quick=task.quick, cache_key=task.cache_key)
+        return Outcome(task.name, result, "\n".join(lines) + "\n")
+
+
+def failed_result(task: Task, error: str) -> dict:
+    result = engine.base_result(task.spec, status="failed", quick=task.quick, cache_key=task.cache_key,
+                                error=error.splitlines()[0] if error else "failed")
+    result["finished_at"] = engine.utc_now()
+    return result
+
+
+# --------------------------------------------------------------------------- executors
+
+
+class Executor(Protocol):
+    """Runs tasks somewhere and yields their outcomes as they finish (any order).
+
+    ``emit`` must be called in the caller's thread (the runner writes files from it).
+    A distributed backend (e.g. Dask) implements the same two methods.
+    """
+
+    def run(self, tasks: Sequence[Task], emit: Emit) -> Iterator[Outcome]: ...
+
+    def close(self, *, cancel: bool = False) -> None: ...
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def thread_split(jobs: int, cores: int | None = None) -> tuple[int, int]:
+    """(intra-op, inter-op) TF threads per worker, so that jobs x intra-op = cores.
+
+    Measured on 2 cores: inter-op 1 or 2 made no difference beyond noise with one job
+    (2 is TF's default there); two single-threaded workers trained the lab CNN
+    ~1.2-1.6x faster in total than one two-threaded process (less synchronisation).
+    """
+    cores = cores or cpu_count()
+    jobs = max(1, jobs)
+    return max(1, cores // jobs), (2 if jobs == 1 else 1)
+
+
+class InProcessExecutor:
+    """Runs tasks one after the other in this process (jobs=1: no spawn cost, easy to debug)."""
+
+    def __init__(self, worker: Worker | None = None):
+        self.worker = worker or Worker()
+
+    def run(self, tasks: Sequence[Task], emit: Emit) -> Iterator[Outcome]:
+        for task in tasks:
+            yield self.worker.run(task, emit)
+
+    def close(self, *, cancel: bool = False) -> None:
+        pass
+
+
+# Process-pool workers: one Worker per process, built by the pool's initializer.
+_PROCESS_WORKER: Worker | None = None
+_PROCESS_EVENTS: Any = None
+
+
+def _init_process(events: Any, load_dataset: LoadDataset | None, train: Train | None) -> None:
+    global _PROCESS_WORKER, _PROCESS_EVENTS
+    # Ctrl-C reaches the whole process group; the parent decides how to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _PROCESS_EVENTS = events
+    _PROCESS_WORKER = Worker(load_dataset, train)
+
+
+def _run_in_process(task: Task) -> Outcome:
+    assert _PROCESS_WORKER is not None, "worker process not initialised"
+    return _PROCESS_WORKER.run(task, _PROCESS_EVENTS.put)
+
+
+class ProcessPoolExecutor:
+    """Runs tasks in ``jobs`` spawned worker processes, TF threads split between them."""
+
+    def __init__(self, jobs: int, *, load_dataset: LoadDataset | None = None, train: Train | None = None):
+        ctx = multiprocessing.get_context("spawn")  # fork after TF/BLAS threads exist is unsafe
+        self.events = ctx.Queue()
+        self.pool = futures.ProcessPoolExecutor(
+            max_workers=jobs, mp_context=ctx, initializer=_init_process,
+            initargs=(self.events, load_dataset, train),
+        )
+
+    def run(self, tasks: Sequence[Task], emit: Emit) -> Iterator[Outcome]:
+        pending = {self.pool.submit(_run_in_process, t): t for t in tasks}
+        while pending:
+            done, _ = futures.wait(pending, timeout=0.2, return_when=futures.FIRST_COMPLETED)
+            self._drain(emit)
+            for fut in done:
+                task = pending.pop(fut)
+                try:
+                    yield fut.result()
+                except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
+                    error = f"worker process failed: {type(exc).__name__}: {exc}"
+                    yield Outcome(task.name, failed_result(task, error), error + "\n")
+
+    def _drain(self, emit: Emit) -> None:
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+            emit(event)
+
+    def close(self, *, cancel: bool = False) -> None:
+        if cancel:
+            # The workers ignore SIGINT; stop the ones we started, by their own handles.
+            processes = list(getattr(self.pool, "_processes", {}).values())
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            for proc in processes:
+                proc.terminate()
+            for proc in processes:
+                proc.join(timeout=10)
+        else:
+            self.pool.shutdown(wait=True)
+        self.events.close()
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """75 -> '1m15s'; 3725 -> '1h02m'."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    s = round(max(0.0, seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+class Progress:
+    """Progress lines for a terminal (one rewritten line) or a log/CI (one line every N epochs)."""
+
+    def __init__(self, stream: TextIO, *, live: bool, lines_per_run: int = 10):
+        self.stream = stream
+        self.live = live
+        self.lines_per_run = lines_per_run
+        self._live_line = False
+
+    def _write(self, text: str, *, transient: bool = False) -> None:
+        if self.live and self._live_line:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(text if transient else text + "\n")
+        self._live_line = transient
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        self._write(text)
+
+    def epoch(self, task: Task, info: EpochInfo) -> None:
+        every = max(1, info.epochs // self.lines_per_run)
+        if not self.live and info.epoch % every and info.epoch != info.epochs:
+            return
+        eta = info.elapsed_s / info.epoch * (info.epochs - info.epoch)
+        self._write(
+            f"[{task.index}/{task.total}] {task.name}  epoch {info.epoch}/{info.epochs}  "
+            f"loss {_f4(info.loss)}  test {_f4(info.val_loss)}  acc {_f4(info.val_accuracy)}  "
+            f"ETA {fmt_duration(eta)}",
+            transient=self.live,
+        )
+
+    def finished(self, task: Task, result: dict, left: str) -> None:
+        m = result.get("metrics") or {}
+        status = result.get("status", "?")
+        if status == "ok":
+            what = (f"ok  test loss {_f4(m.get('test_loss'))}  acc {_f4(m.get('test_accuracy'))}  "
+                    f"F1 {_f4(m.get('macro_f1'))}")
+        else:
+            what = f"{status.upper()}: {result.get('error')}"
+        self._write(f"[{task.index}/{task.total}] {task.name}  {what}  "
+                    f"({fmt_duration(result.get('duration_s'))}){left}")
+
+
+def _f4(v: Any) -> str:
+    return "nan" if v is None else f"{v:.4f}"
+
+
+# --------------------------------------------------------------------------- run
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did: counts, and (name, status) of every experiment run, in finishing order."""
+
+    ran: int = 0
+    skipped: int = 0  # fresh results kept
+    failed: int = 0
+    diverged: int = 0
+    duration_s: float = 0.0
+    statuses: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def names(self, status: str | None = None) -> tuple[str, ...]:
+        """Names of the experiments run, optionally only those that ended with ``status``."""
+        return tuple(name for name, st in self.statuses if status is None or st == status)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: finished results are stored; ``summary`` says what was done."""
+
+    def __init__(self, summary: RunSummary):
+        super().__init__("interrupted")
+        self.summary = summary
+
+
+@dataclass
+class _Tally:
+    statuses: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, result: dict) -> None:
+        self.statuses.append((result["name"], result["status"]))
+
+    def summary(self, n_skipped: int, start: float) -> RunSummary:
+        count = [st for _, st in self.statuses].count
+        return RunSummary(ran=len(self.statuses), skipped=n_skipped, failed=count("failed"),
+                          diverged=count("diverged"), duration_s=round(time.perf_counter() - start, 3),
+                          statuses=tuple(self.statuses))
+
+
+def make_tasks(specs: Sequence[ExperimentSpec], build: Path, *, quick: bool,
+               quick_cfg: QuickConfig | None, threads: tuple[int, int] | None = None) -> list[Task]:
+    """Tasks longest first (a good makespan for a pool: the long ones do not come last)."""
+    data_dir = os.environ.get("LABREPORT_DATA_DIR") or str(Path(build) / "data")
+    features_dir = str(Path(build) / "features")
+    costed = sorted(((estimate_seconds(s, quick_cfg), s) for s in specs), key=lambda t: -t[0])
+    return [
+        Task(spec=s, index=i, total=len(costed), quick=quick, quick_cfg=quick_cfg,
+             cache_key=cache_key(s, quick=quick, quick_cfg=quick_cfg), data_dir=data_dir,
+             features_dir=features_dir, estimate_s=cost, threads=threads)
+        for i, (cost, s) in enumerate(costed, 1)
+    ]
+
+
+def run(
+    config: LabConfig,
+    build: Path,
+    *,
+    quick: bool = False,
+    names: Sequence[str] | None = None,
+    jobs: int = 1,
+    force: bool = False,
+    progress: TextIO | None = None,
+    load_dataset: LoadDataset | None = None,
+    train: Train | None = None,
+    executor: Executor | None = None,
+) -> RunSummary:
+    """Run the stale (or, with ``force``, all) selected experiments and store each result.
+
+    ``jobs``: worker processes (0 = one per core); ``executor`` replaces the local ones
+    (e.g. Dask) and is closed by the run. ``load_dataset``/``train`` replace
+    datasets.load/engine.train_and_evaluate (tests). Raises store.BuildLocked if another
+    run holds build/, UnknownExperiment for bad ``names``, and RunInterrupted (a
+    KeyboardInterrupt) on Ctrl-C after stopping the workers; every result finished
+    before that is kept.
+    """
+    start = time.perf_counter()
+    build = Path(build)
+    quick_cfg = QuickConfig.from_env() if quick else None
+    with store.BuildLock(build):
+        entries = plan(config, build, quick=quick, names=names, quick_cfg=quick_cfg)
+        todo = [e.spec for e in entries if force or e.status != "fresh"]
+        n_skipped = len(entries) - len(todo)
+        jobs = max(1, min(jobs if jobs > 0 else cpu_count(), len(todo) or 1))
+        stream = progress if progress is not None else sys.stdout
+        reporter = Progress(stream, live=_is_tty(stream) and jobs == 1)
+        if n_skipped:
+            reporter.message(f"{n_skipped} experiment(s) up to date in {store.runs_dir(build, quick)}/"
+                             " (use --force to re-run)")
+        if not todo:
+            if executor is not None:
+                executor.close()
+            return _Tally().summary(n_skipped, start)
+        # Local workers share this machine's cores; a given executor's hosts decide their own.
+        threads = thread_split(jobs) if executor is None else None
+        tasks = make_tasks(todo, build, quick=quick, quick_cfg=quick_cfg, threads=threads)
+        reporter.message(f"running {len(tasks)} experiment(s){' (quick)' if quick else ''} with "
+                         f"{jobs} job(s), estimated {fmt_duration(sum(t.estimate_s for t in tasks) / jobs)}")
+        if executor is None:
+            executor = (InProcessExecutor(Worker(load_dataset, train)) if jobs == 1
+                        else ProcessPoolExecutor(jobs, load_dataset=load_dataset, train=train))
+        sink = _Sink(build, quick, {t.name: t for t in tasks}, reporter, jobs)
+        summary = _execute(executor, tasks, sink, n_skipped, start)
+        problems = ", ".join(f"{n} {what}" for n, what in ((summary.failed, "failed"),
+                                                            (summary.diverged, "diverged")) if n)
+        reporter.message(f"ran {summary.ran} experiment(s){f' ({problems})' if problems else ''} "
+                         f"in {fmt_duration(summary.duration_s)}; results in {store.runs_dir(build, quick)}/")
+        return summary
+
+
+def _execute(executor: Executor, tasks: list[Task], sink: _Sink, n_skipped: int, start: float) -> RunSummary:
+    """Feed the executor, store each outcome as it arrives; on Ctrl-C stop the workers."""
+    tally = _Tally()
+    try:
+        for outcome in executor.run(tasks, sink.emit):
+            sink.store(outcome)
+            tally.add(outcome.result)
+    except KeyboardInterrupt:
+        executor.close(cancel=True)
+        sink.interrupted()
+        summary = tally.summary(n_skipped, start)
+        sink.reporter.message(f"interrupted: {summary.ran} experiment(s) finished and stored, "
+                              f"{len(tasks) - summary.ran} not run")
+        raise RunInterrupted(summary) from None
+    except BaseException:  # e.g. the disk is full: still stop the workers we started
+        executor.close(cancel=True)
+        raise
+    executor.close()
+    return tally.summary(n_skipped, start)
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _Sink:
+    """The driver side: writes run.log live and each outcome's files; prints progress."""
+
+    def __init__(self, build: Path, quick: bool, tasks: dict[str, Task], reporter: Progress, jobs: int):
+        self.build, self.quick, self.tasks, self.reporter, self.jobs = build, quick, tasks, reporter, jobs
+        self.running: set[str] = set()
+        self.done: set[str] = set()
+        # Measured vs estimated seconds of the finished experiments, to correct the ETA.
+        self.measured_s = 0.0
+        self.estimated_s = 0.0
+
+    def _log_path(self, name: str) -> Path:
+        return store.run_dir(self.build, name, self.quick) / "run.log"
+
+    def emit(self, event: Event) -> None:
+        if event.name in self.done:
+            return  # a late line from a finished experiment: its full log is already stored
+        if event.kind == "start":
+            self.running.add(event.name)
+            path = self._log_path(event.name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("", encoding="utf-8")
+        elif event.kind == "log":
+            with self._log_path(event.name).open("a", encoding="utf-8") as f:
+                f.write(event.payload + "\n")
+        elif event.kind == "epoch":
+            self.reporter.epoch(self.tasks[event.name], event.payload)
+
+    def store(self, outcome: Outcome) -> None:
+        # run.log first: result.json's presence means the experiment is complete.
+        store.write_text_atomic(self._log_path(outcome.name), outcome.log)
+        store.write_result(self.build, outcome.result, quick=self.quick)
+        self.running.discard(outcome.name)
+        self.done.add(outcome.name)
+        task = self.tasks[outcome.name]
+        self._update_ratio(task, outcome.result)
+        self.reporter.finished(task, outcome.result, self._left())
+
+    def _update_ratio(self, task: Task, result: dict) -> None:
+        measured = result.get("duration_s") or 0.0
+        if result.get("status") == "ok" and task.estimate_s > 0 and measured > 0:
+            self.measured_s += measured
+            self.estimated_s += task.estimate_s
+
+    def _left(self) -> str:
+        left = [t for t in self.tasks.values() if t.name not in self.done]
+        if not left:
+            return ""
+        ratio = self.measured_s / self.estimated_s if self.estimated_s else 1.0
+        eta = sum(t.estimate_s for t in left) * ratio / self.jobs
+        return f"  [{len(left)} left, about {fmt_duration(eta)}]"
+
+    def interrupted(self) -> None:
+        for name in self.running - self.done:
+            try:
+                with self._log_path(name).open("a", encoding="utf-8") as f:
+                    f.write(f"{time.strftime('%H:%M:%S')} interrupted (Ctrl-C): no result stored\n")
+            except OSError:
+                pass

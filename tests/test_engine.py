@@ -1,0 +1,267 @@
+"""models + engine on tiny synthetic data: model shapes, the result schema, seeds, divergence, quick mode.
+
+Every test here imports TensorFlow (inside the engine); a fit takes 1-2 epochs on a
+few hundred 28x28 images, so the file runs in well under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labreport import config, datasets, engine, models, params
+from labreport.spec import ConvSpec, ExperimentSpec, HogSpec, OptimizerSpec
+
+pytestmark = pytest.mark.tf
+
+ROOT = Path(__file__).resolve().parents[1]
+RMSPROP = OptimizerSpec("rmsprop", (("learning_rate", 0.001), ("rho", 0.9)))
+LAB_CONV = (ConvSpec(9, 5), ConvSpec(9, 5), ConvSpec(16, 3))
+
+
+def synthetic_dataset(name: str = "mnist", n_train: int = 300, n_test: int = 100, seed: int = 0) -> datasets.Dataset:
+    """Learnable fake digits: class c is a bright horizontal bar at rows 2c..2c+5 on noise."""
+    rng = np.random.default_rng(seed)
+
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = (np.arange(n) % 10).astype(np.uint8)
+        x = rng.integers(0, 40, (n, 28, 28))
+        for i, c in enumerate(y):
+            x[i, 2 * c: 2 * c + 6, 4:24] += 200
+        return x.clip(0, 255).astype(np.uint8), y
+
+    x_train, y_train = split(n_train)
+    x_test, y_test = split(n_test)
+    return datasets.Dataset(name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                            source="synthetic")
+
+
+def spec(name: str = "t", **overrides) -> ExperimentSpec:
+    base = {"name": name, "part": "raw", "dataset": "mnist", "hidden": (16,), "activation": "relu",
+            "dropout": 0.0, "batch_size": 64, "epochs": 2, "optimizer": RMSPROP, "seed": 1}
+    base.update(overrides)
+    return ExperimentSpec(**base)
+
+
+FAMILIES = {
+    "raw-mlp": spec("raw", hidden=(32,), activation="tanh", dropout=0.5),
+    "hog-mlp": spec("hog", part="hog", hog=HogSpec(4, 8), hidden=(32,), activation="sigmoid", dropout=0.5),
+    "cnn": spec("cnn", part="cnn", conv=LAB_CONV, hidden=(25,)),
+    "fashion-conv": spec("fconv", part="fashion", dataset="fashion", conv=(ConvSpec(9, 3),), hidden=(100,)),
+}
+
+
+def documented_keys() -> set[str]:
+    """The top-level keys of docs/results.md's table (`schema` is added by store.write_result)."""
+    keys = set()
+    for line in (ROOT / "docs" / "results.md").read_text().splitlines():
+        if line.startswith("| `"):
+            first_cell = line.split("|")[1]
+            keys.update(re.findall(r"`([a-z_]+)`", first_cell))
+    return keys - {"schema"}
+
+
+@pytest.fixture(scope="module")
+def mnist() -> datasets.Dataset:
+    return synthetic_dataset("mnist")
+
+
+@pytest.fixture(scope="module")
+def fashion() -> datasets.Dataset:
+    return synthetic_dataset("fashion", seed=1)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def test_keras_counts_equal_params_breakdown_for_every_default_experiment():
+    lab = config.load(ROOT / "experiments.toml")
+    counts = {}
+    for s in lab.experiments:
+        model = models.build(s)  # raises on any per-layer disagreement
+        counts[s.name] = model.count_params()
+        assert counts[s.name] == params.breakdown(s).total, s.name
+    # Pinned against Keras: the numbers the lab (and LAB.md) quotes.
+    assert counts["raw-tanh-250"] == 198_760
+    assert counts["cnn-relu-25"] == 7_465
+    assert counts["fashion-conv9-100"] == 177_600
+    assert counts["fashion-conv64-100"] == 1_256_150
+
+
+def test_model_layers_follow_the_spec():
+    model = models.build(FAMILIES["cnn"])
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D",
+                     "Flatten", "Dense", "Dense"]
+    assert model.layers[0].kernel_size == (5, 5) and model.layers[0].padding == "same"
+    assert model.layers[-1].activation.__name__ == "softmax"
+    mlp = models.build(FAMILIES["raw-mlp"])
+    assert [type(layer).__name__ for layer in mlp.layers] == ["Dense", "Dropout", "Dense"]
+    assert mlp.input_shape == (None, 784)
+    assert models.build(FAMILIES["hog-mlp"]).input_shape == (None, 392)
+
+
+def test_check_params_names_the_disagreeing_layer():
+    model = models.build(spec(hidden=(16,)))
+    with pytest.raises(RuntimeError, match=r"dense1: Keras counts 12,560, params.breakdown says Dense\(17, relu\) = 13,345"):
+        models.check_params(model, spec(hidden=(17,)))
+
+
+def test_build_refuses_features_of_the_wrong_length():
+    with pytest.raises(ValueError, match="expects 392 inputs, got 128"):
+        models.build(FAMILIES["hog-mlp"], 128)
+
+
+def test_optimizer_uses_the_spec_arguments():
+    opt = models.optimizer(spec(optimizer=OptimizerSpec("rmsprop", (("learning_rate", 0.002), ("rho", 0.8)))))
+    assert type(opt).__name__ == "RMSprop"
+    assert opt.rho == pytest.approx(0.8)
+    assert float(opt.learning_rate) == pytest.approx(0.002)
+    assert type(models.optimizer(spec(optimizer=OptimizerSpec("adam", ())))).__name__ == "Adam"
+    sgd = models.optimizer(spec(optimizer=OptimizerSpec("sgd", (("momentum", 0.5),))))
+    assert type(sgd).__name__ == "SGD" and sgd.momentum == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_each_family_trains_and_returns_the_documented_result(family, mnist, fashion):
+    s = FAMILIES[family]
+    epochs_seen = []
+    lines = []
+    result = engine.train_and_evaluate(s, fashion if s.dataset == "fashion" else mnist, cache_key="k",
+                                       log=lines.append, on_epoch=epochs_seen.append)
+    assert result["status"] == "ok", result["error"]
+    assert documented_keys() <= set(result), documented_keys() - set(result)
+    json.dumps(result, allow_nan=False)  # store writes strict JSON
+    assert result["params"]["keras_total"] == params.breakdown(s).total == result["params"]["total"]
+    assert result["data"] == {"dataset": s.dataset, "sha256": (fashion if s.dataset == "fashion" else mnist).sha256,
+                              "source": "synthetic", "n_train": 300, "n_test": 100}
+    assert {k: len(v) for k, v in result["history"].items()} == dict.fromkeys(
+        ("loss", "accuracy", "val_loss", "val_accuracy"), 2)
+    m = result["metrics"]
+    assert m["test_loss"] == result["history"]["val_loss"][-1]
+    assert m["epochs_run"] == 2 and 0.0 <= m["macro_f1"] <= 1.0
+    for key in ("test_accuracy", "train_loss", "train_accuracy", "best_epoch", "min_test_loss",
+                "final_gap", "cross_epoch", "test_loss_rise"):
+        assert key in m
+    cm = np.array(result["confusion"])
+    assert cm.shape == (10, 10) and cm.sum() == 100
+    assert np.trace(cm) / 100 == pytest.approx(m["test_accuracy"], abs=0.011)
+    assert len(result["per_class"]) == 10 and result["class_names"] == s.class_names
+    assert [e.epoch for e in epochs_seen] == [1, 2] and epochs_seen[-1].val_loss == pytest.approx(m["test_loss"])
+    assert result["versions"]["tensorflow"] and result["versions"]["engine"] == engine.ENGINE_VERSION
+    assert result["host"]["threads"]["intra_op"] >= 1
+    assert result["epoch_s"] > 0 and result["duration_s"] > 0
+    assert any(line.startswith("epoch 2/2") for line in lines)
+
+
+def test_the_raw_mlp_learns_the_synthetic_digits(mnist):
+    result = engine.train_and_evaluate(spec(hidden=(32,), epochs=3, batch_size=32), mnist)
+    assert result["metrics"]["test_accuracy"] > 0.9  # the bars are trivially separable
+
+
+def test_same_seed_gives_the_same_numbers(mnist):
+    s = FAMILIES["raw-mlp"]
+    first = engine.train_and_evaluate(s, mnist)
+    second = engine.train_and_evaluate(s, mnist)
+    assert first["history"] == second["history"]
+    assert first["confusion"] == second["confusion"]
+    other = engine.train_and_evaluate(dataclasses.replace(s, seed=2), mnist)
+    assert other["history"] != first["history"]
+
+
+def test_a_diverging_run_is_marked_diverged_and_keeps_its_history(mnist):
+    # SGD with an absurd step overflows the weights to inf within the first epoch: loss NaN.
+    s = spec(optimizer=OptimizerSpec("sgd", (("learning_rate", 1e30),)), epochs=5)
+    result = engine.train_and_evaluate(s, mnist)
+    assert result["status"] == "diverged"
+    assert "NaN or infinite at epoch 1" in result["error"]
+    assert result["history"]["loss"] == [None]  # stopped after the first epoch, NaN stored as null
+    assert result["metrics"]["diverged_epoch"] == 1 and result["metrics"]["epochs_run"] == 1
+    assert result["confusion"] == []
+    json.dumps(result, allow_nan=False)
+
+
+def test_an_exception_is_a_failed_result_with_the_traceback_in_the_log(mnist):
+    def broken_features(images, p, o, key):
+        raise OSError("disk full")
+
+    lines = []
+    result = engine.train_and_evaluate(FAMILIES["hog-mlp"], mnist, hog_features=broken_features, log=lines.append)
+    assert result["status"] == "failed"
+    assert result["error"] == "OSError: disk full"
+    assert any("Traceback" in line for line in lines)
+    assert documented_keys() <= set(result)
+
+
+def test_hog_features_are_asked_for_with_data_keyed_names(mnist):
+    keys = []
+
+    def spy(images, p, o, key):
+        keys.append((key, len(images), p, o))
+        from labreport import features
+        return features.hog_batch(images, p, o)
+
+    full = engine.prepare_inputs(FAMILIES["hog-mlp"], mnist, hog_features=spy)
+    quick = engine.prepare_inputs(FAMILIES["hog-mlp"], mnist, hog_features=spy,
+                                  quick_cfg=engine.QuickConfig(epochs=1, n_train=50, n_test=20))
+    stem = mnist.sha256[:16]
+    assert keys == [(f"{stem}-train", 300, 4, 8), (f"{stem}-test", 100, 4, 8),
+                    (f"{stem}-train-q50", 50, 4, 8), (f"{stem}-test-q20", 20, 4, 8)]
+    assert full.x_train.shape == (300, 392) and quick.x_test.shape == (20, 392)
+    assert full.x_train.dtype == np.float32
+
+
+def test_pixels_are_scaled_to_unit_float32(mnist):
+    inputs = engine.prepare_inputs(FAMILIES["cnn"], mnist)
+    assert inputs.x_train.shape == (300, 28, 28, 1) and inputs.x_train.dtype == np.float32
+    assert inputs.x_train.max() <= 1.0 and inputs.x_train.max() == pytest.approx(mnist.x_train.max() / 255)
+    assert engine.prepare_inputs(FAMILIES["raw-mlp"], mnist).x_test.shape == (100, 784)
+
+
+def test_quick_mode_caps_epochs_and_subsamples(mnist):
+    cfg = engine.QuickConfig(epochs=1, n_train=50, n_test=20)
+    result = engine.train_and_evaluate(dataclasses.replace(FAMILIES["raw-mlp"], epochs=100), mnist,
+                                       quick=True, quick_cfg=cfg)
+    assert result["quick"] is True and result["status"] == "ok"
+    assert result["metrics"]["epochs_run"] == 1
+    assert (result["data"]["n_train"], result["data"]["n_test"]) == (50, 20)
+    assert np.array(result["confusion"]).sum() == 20
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def test_subsample_is_deterministic_sorted_and_stratified():
+    y = np.repeat(np.arange(10), [100, 50, 80, 120, 90, 110, 95, 105, 70, 180])
+    idx = engine.subsample_indices(y, 200)
+    assert len(idx) == 200 and np.all(np.diff(idx) > 0)
+    assert np.array_equal(idx, engine.subsample_indices(y, 200))
+    share = np.bincount(y[idx], minlength=10) / 200
+    assert np.allclose(share, np.bincount(y) / len(y), atol=0.01)
+    assert np.array_equal(engine.subsample_indices(y, 5000), np.arange(len(y)))
+
+
+def test_quick_config_from_env():
+    assert engine.QuickConfig.from_env({}) == engine.QuickConfig(2, 2000, 1000)
+    cfg = engine.QuickConfig.from_env({"LABREPORT_QUICK_EPOCHS": "3", "LABREPORT_QUICK_TRAIN": "500",
+                                       "LABREPORT_QUICK_TEST": " 100 "})
+    assert cfg == engine.QuickConfig(3, 500, 100) and cfg.tag == "quick-e3-n500-t100"
+    with pytest.raises(ValueError, match="LABREPORT_QUICK_TRAIN must be a positive integer, got 'many'"):
+        engine.QuickConfig.from_env({"LABREPORT_QUICK_TRAIN": "many"})
+
+
+def test_several_steps_per_execution_only_for_epochs_of_many_small_steps():
+    assert engine.steps_per_execution(60_000, 256) == engine.MAX_STEPS_PER_EXECUTION
+    assert engine.steps_per_execution(60_000, 1024) == engine.MAX_STEPS_PER_EXECUTION  # 59 steps
+    assert engine.steps_per_execution(60_000, 4096) == 1  # 15 steps: measured no gain
+    assert engine.steps_per_execution(60_000, 8192) == 1  # measured slower
+    assert engine.steps_per_execution(10, 4096) == 1
+    assert engine.validation_batch(256) == 2048 and engine.validation_batch(16382) == 16382
