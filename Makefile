@@ -59,7 +59,7 @@ bench: $(STAMP) data ## benchmarks: print speed ratios against the naive way
 
 lock: ## re-pin requirements.txt from the current .venv
 	@{ echo "# Pinned environment of labreport (regenerate: make lock). Installed by the Makefile into .venv."; \
-	   $(BIN)/python -m pip freeze --exclude-editable | grep -vi '^labreport'; } > requirements.txt
+	   $(BIN)/python -m pip freeze --exclude-editable | grep -viE '^(labreport|pyflakes|ruff)=='; } > requirements.txt
 
 clean: ## delete the rendered report and figures (keeps data, features and trained results)
 	-$(LR) clean 2>/dev/null || rm -rf $(BUILD)/figures $(BUILD)/report.html $(BUILD)/report.pdf

@@ -20,14 +20,17 @@ from typing import Any, Iterator, Sequence
 from labreport import runner
 
 _WORKER: runner.Worker | None = None
+_WORKER_SEAMS: dict[str, Any] = {}  # the load_dataset/train seams _WORKER was built with (tests swap them)
 
 
-def _run_remote(task: runner.Task, queue_name: str | None, threads: tuple[int, int] | None) -> runner.Outcome:
-    """Executed on a Dask worker."""
+def _run_remote(task: runner.Task, queue_name: str | None, threads: tuple[int, int] | None,
+                load_dataset: Any = None, train: Any = None) -> runner.Outcome:
+    """Executed on a Dask worker: one runner.Worker per worker process, reused across tasks."""
     global _WORKER
-    if _WORKER is None:
-        _WORKER = runner.Worker()
-        if threads:
+    if _WORKER is None or (load_dataset, train) != (_WORKER_SEAMS.get("load_dataset"), _WORKER_SEAMS.get("train")):
+        _WORKER = runner.Worker(load_dataset, train)
+        _WORKER_SEAMS.update(load_dataset=load_dataset, train=train)
+        if threads and train is None:
             from labreport import engine
 
             engine.configure_threads(*threads)
@@ -50,7 +53,8 @@ def _run_remote(task: runner.Task, queue_name: str | None, threads: tuple[int, i
 class DaskExecutor:
     """Ships each task to a Dask worker; yields outcomes as they complete."""
 
-    def __init__(self, scheduler: Any, *, threads: tuple[int, int] | None = None, progress: bool = True):
+    def __init__(self, scheduler: Any, *, threads: tuple[int, int] | None = None, progress: bool = True,
+                 load_dataset: Any = None, train: Any = None):
         from distributed import Client
 
         # ``scheduler``: an address "tcp://host:port", or a Client/LocalCluster (tests).
@@ -60,6 +64,7 @@ class DaskExecutor:
             self.client, self._own_client = Client(scheduler, set_as_default=False), True
         self.threads = threads
         self.progress = progress
+        self.seams = (load_dataset, train)  # module-level callables: shipped to the workers by name
         self._futures: list[Any] = []
 
     def run(self, tasks: Sequence[runner.Task], emit: runner.Emit) -> Iterator[runner.Outcome]:
@@ -70,7 +75,7 @@ class DaskExecutor:
         by_key = {}
         for task in tasks:
             # pure=False: the same spec must run again if asked (e.g. --force).
-            fut = self.client.submit(_run_remote, task, queue_name, self.threads, pure=False,
+            fut = self.client.submit(_run_remote, task, queue_name, self.threads, *self.seams, pure=False,
                                      key=f"labreport-{task.name}-{uuid.uuid4().hex[:8]}")
             by_key[fut.key] = task
             self._futures.append(fut)
