@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # TensorFlow's C++ start-up chatter (oneDNN, CPU features) buries the progress lines;
+    # set before any worker is spawned so they inherit it. An explicit setting wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return COMMANDS[args.command](args)
     except ConfigError as e:

@@ -1,0 +1,281 @@
+"""``make bench``: labreport against the naive way, as ratios, in one run. Asserts nothing.
+
+The naive way is the notebook the lab replaces: a plain Keras ``model.fit`` with Keras'
+defaults (validation in batches of the training batch size, one step per call),
+scikit-image's ``hog`` image by image, experiments one after the other, no cache.
+
+    python -m bench                   # everything (about 5 minutes on 2 cores)
+    python -m bench --only hog,epochs # a subset: hog, overhead, epochs, cached, lab
+    python -m bench --epochs 3        # epochs timed per family
+
+Each section prints a table; times are the best of the repeats (the machines are noisy:
+the minimum is the least disturbed measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from labreport import config as config_mod  # noqa: E402
+from labreport import params, store  # noqa: E402
+
+BUILD = ROOT / "build"
+FAMILIES = {  # family -> the reference experiment timed for it
+    "mlp raw": "raw-tanh-250",
+    "mlp hog": "hog-sigmoid-p4-o8",
+    "cnn": "cnn-relu-25",
+    "cnn fashion": "fashion-conv9-100",
+}
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    fmt = lambda r: "  ".join(str(c).rjust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)])
+
+
+def section(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+# --------------------------------------------------------------------------- peak
+def matmul_peak_gflops(n: int = 4096, repeat: int = 3) -> float:
+    """fp32 GEMM rate of numpy's BLAS on this machine: the reference for "fraction of peak"."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).random((n, n), dtype=np.float32)
+    a @ b  # warm-up (thread pool, pages)
+    best = min(_timed(lambda: a @ b) for _ in range(repeat))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- training
+def _lab():
+    return config_mod.load(ROOT / "experiments.toml")
+
+
+def _with_epochs(spec, epochs: int):
+    return dataclasses.replace(spec, epochs=epochs)
+
+
+def naive_fit_epoch_s(spec, inputs, epochs: int) -> float:
+    """Seconds per epoch of a plain notebook ``model.fit`` (Keras defaults), epochs 2.. only."""
+    import keras
+
+    from labreport import engine, models
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(spec.seed)
+    model = models.build(spec, inputs.x_train.shape[1] if inputs.x_train.ndim == 2 else None)
+    model.compile(optimizer=models.optimizer(spec), loss="categorical_crossentropy", metrics=["accuracy"])
+    times: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.t0)
+
+    model.fit(inputs.x_train, engine.one_hot(inputs.y_train), batch_size=spec.batch_size, epochs=epochs,
+              validation_data=(inputs.x_test, engine.one_hot(inputs.y_test)), verbose=0, callbacks=[Clock()])
+    model.evaluate(inputs.x_test, engine.one_hot(inputs.y_test), verbose=0)
+    model.predict(inputs.x_test, verbose=0)
+    return min(times[1:] or times)
+
+
+def labreport_epoch_s(spec, dataset, features_dir: Path, epochs: int) -> tuple[float, float]:
+    """(seconds per epoch after the first, total seconds) of labreport's engine on ``spec``."""
+    from labreport import engine, features
+
+    times: list[float] = []
+    hog = lambda imgs, p, o, key: features.cached_hog(imgs, p, o, cache_dir=features_dir, key=key)  # noqa: E731
+    t0 = time.perf_counter()
+    result = engine.train_and_evaluate(spec, dataset, hog_features=hog,
+                                       on_epoch=lambda info: times.append(info.epoch_s))
+    total = time.perf_counter() - t0
+    if result["status"] != "ok":
+        raise SystemExit(f"{spec.name}: {result['status']}: {result['error']}")
+    return min(times[1:] or times), total
+
+
+def bench_epochs(epochs: int, peak: float) -> dict[str, float]:
+    """One full-size epoch of each family: labreport vs naive, samples/s, fraction of peak.
+
+    Returns family -> naive seconds per epoch / labreport seconds per epoch."""
+    from labreport import datasets, engine, features
+
+    section(f"full-size epochs (60,000 train + 10,000 test samples; best epoch of {epochs} after the first)")
+    lab = _lab()
+    rows, out = [], {}
+    for family, name in FAMILIES.items():
+        spec = _with_epochs(lab.by_name(name), epochs)
+        ds = datasets.load(spec.dataset, data_dir=BUILD / "data")
+        hog = (lambda imgs, p, o, key: features.cached_hog(imgs, p, o, cache_dir=BUILD / "features", key=key))
+        inputs = engine.prepare_inputs(spec, ds, hog_features=hog)
+        naive = naive_fit_epoch_s(spec, inputs, epochs)
+        ours, _ = labreport_epoch_s(spec, ds, BUILD / "features", epochs)
+        macs = params.breakdown(spec).macs
+        flops = (3 * 60_000 + 10_000) * 2 * macs  # forward+backward on train, forward on test
+        rate = flops / ours / 1e9
+        out[family] = naive / ours
+        rows.append([family, name, f"{spec.batch_size}", f"{naive:.2f}", f"{ours:.2f}", f"{naive / ours:.2f}x",
+                     f"{60_000 / ours:,.0f}", f"{rate:.1f}", f"{rate / peak:.1%}"])
+    print(table(["family", "experiment", "batch", "naive s/ep", "ours s/ep", "speed-up", "train samples/s",
+                 "GFLOP/s", "of peak"], rows))
+    print(f"(peak = numpy fp32 4096x4096 matmul = {peak:.1f} GFLOP/s; goal MLP >= 40%, CNN >= 25%)")
+    return out
+
+
+def bench_overhead(epochs: int) -> None:
+    """labreport's whole train_and_evaluate vs bare fit+evaluate+predict with the same settings."""
+    import keras
+
+    from labreport import datasets, engine, models
+
+    section(f"engine overhead: labreport train_and_evaluate vs bare model.fit on the same spec ({epochs} epochs)")
+    spec = _with_epochs(_lab().by_name("raw-tanh-250"), epochs)
+    ds = datasets.load("mnist", data_dir=BUILD / "data")
+    inputs = engine.prepare_inputs(spec, ds)
+
+    def bare() -> None:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(spec.seed)
+        model = models.build(spec, 784)
+        model.compile(optimizer=models.optimizer(spec), loss="categorical_crossentropy", metrics=["accuracy"],
+                      steps_per_execution=engine.steps_per_execution(60_000, spec.batch_size))
+        model.fit(inputs.x_train, engine.one_hot(inputs.y_train), batch_size=spec.batch_size, epochs=epochs,
+                  validation_data=(inputs.x_test, engine.one_hot(inputs.y_test)),
+                  validation_batch_size=engine.validation_batch(spec.batch_size), verbose=0)
+        model.predict(inputs.x_test, batch_size=engine.VALIDATION_BATCH, verbose=0)
+
+    def ours() -> None:
+        result = engine.train_and_evaluate(spec, ds)
+        assert result["status"] == "ok", result["error"]
+
+    bare()  # warm-up: TF graph caches, thread pools
+    t_bare = min(_timed(bare) for _ in range(2))
+    t_ours = min(_timed(ours) for _ in range(2))
+    print(table(["spec", "bare s", "labreport s", "ratio"],
+                [[spec.name, f"{t_bare:.2f}", f"{t_ours:.2f}", f"{t_ours / t_bare:.3f}x"]]))
+    print("(goal <= 1.05x; labreport adds data prep, metrics, per-epoch bookkeeping)")
+
+
+# --------------------------------------------------------------------------- HOG
+def bench_hog() -> None:
+    section("HOG: batch (labreport.features) vs scikit-image per image")
+    subprocess.run([sys.executable, str(ROOT / "bench" / "bench_hog.py"), "--repeat", "2"], check=False)
+
+
+# --------------------------------------------------------------------------- cached report
+def bench_cached(build: Path) -> None:
+    section("fully cached `labreport report` (nothing stale): wall time, TensorFlow imported?")
+    lab = _lab()
+    from labreport import runner
+
+    stale = [s.name for s, status in runner.plan(lab, build, quick=False) if status != "fresh"]
+    quick = False
+    if stale:
+        quick_stale = [s.name for s, st in runner.plan(lab, build, quick=True) if st != "fresh"]
+        if quick_stale:
+            print(f"skipped: {len(stale)} full results not fresh ({', '.join(stale[:3])}...) and no quick set"
+                  " either; run `make report` (or QUICK=1) first")
+            return
+        quick = True
+    code = ("import sys, time; t=time.perf_counter(); from labreport import cli; "
+            f"rc = cli.main(['report', '-b', {str(build)!r}] + {['--quick'] if quick else []!r}); "
+            "print(json.dumps({'rc': rc, 'tf': 'tensorflow' in sys.modules, 's': time.perf_counter()-t}))")
+    code = "import json; " + code
+    runs = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        info = json.loads(out.stdout.strip().splitlines()[-1])
+        runs.append((wall, info))
+    wall, info = min(runs, key=lambda r: r[0])
+    print(table(["results", "wall s (incl. interpreter)", "tensorflow imported", "exit"],
+                [["quick" if quick else "full", f"{wall:.2f}", str(info["tf"]), str(info["rc"])]]))
+    print("(goal <= 5 s, no TensorFlow import)")
+
+
+# --------------------------------------------------------------------------- whole lab
+def bench_lab(build: Path, naive_over_ours: dict[str, float]) -> None:
+    section("whole default lab: measured wall time vs the naive sequential estimate")
+    lab = _lab()
+    results = [store.read_result(build, s.name) for s in lab.experiments]
+    done = [r for r in results if r and r.get("status") == "ok" and not r.get("quick")]
+    if len(done) < len(lab.experiments):
+        print(f"skipped: {len(done)} of {len(lab.experiments)} full results stored; run `make report` first")
+        return
+    start = min(r["started_at"] for r in done)
+    end = max(r["finished_at"] for r in done)
+    from datetime import datetime
+
+    wall = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    busy = sum(r["duration_s"] for r in done)
+    # Naive: every experiment alone, its epochs at the naive per-epoch rate of its family measured
+    # above, scaled by batch-size steps from the stored run; plus skimage HOG (27 s) per HOG experiment.
+    naive = 0.0
+    for r, spec in zip(results, lab.experiments):
+        naive += r["duration_s"] * naive_over_ours.get(_family(spec), 1.0)
+        if spec.hog:
+            naive += 70_000 * 0.39e-3
+    print(table(["experiments", "wall s", "sum of run s", "naive sequential s (est.)", "ratio wall/naive"],
+                [[str(len(done)), f"{wall:,.0f}", f"{busy:,.0f}", f"{naive:,.0f}", f"{wall / naive:.2f}x"]]))
+    print("(goal <= 0.6x; naive = each run's time x the naive/ours epoch ratio of its family measured above,"
+          " + 0.39 ms/image scikit-image HOG for each HOG experiment; wall = first start to last finish)")
+
+
+def _family(spec) -> str:
+    if spec.conv:
+        return "cnn fashion" if spec.dataset == "fashion" else "cnn"
+    return "mlp hog" if spec.hog else "mlp raw"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="hog,overhead,epochs,cached,lab")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--build", type=Path, default=BUILD)
+    args = ap.parse_args(argv)
+    only = set(args.only.split(","))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    print(f"labreport benchmarks on {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M')}")
+    if "hog" in only:
+        bench_hog()
+    if only & {"overhead", "epochs", "lab"}:
+        from labreport import datasets
+
+        datasets.fetch_all(BUILD / "data", log=lambda _m: None)
+    if "overhead" in only:
+        bench_overhead(args.epochs)
+    ratios: dict[str, float] = {}
+    if "epochs" in only or "lab" in only:
+        ratios = bench_epochs(args.epochs, matmul_peak_gflops())
+    if "cached" in only:
+        bench_cached(args.build)
+    if "lab" in only:
+        bench_lab(args.build, ratios)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
