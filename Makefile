@@ -11,7 +11,8 @@ BUILD  ?= build
 JOBS   ?= 1
 QUICK  ?=
 QUICK_FLAG := $(if $(filter-out 0 no false,$(QUICK)),--quick,)
-LR     := $(BIN)/labreport -c $(CONFIG) -b $(BUILD)
+LR     := $(BIN)/labreport
+ARGS   := -c $(CONFIG) -b $(BUILD)
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
@@ -31,22 +32,22 @@ $(STAMP): requirements.txt pyproject.toml
 venv: $(STAMP) ## create .venv with the pinned dependencies
 
 data: $(STAMP) ## fetch and verify MNIST + Fashion-MNIST into build/data
-	$(LR) data
+	$(LR) data $(ARGS)
 
 report: $(STAMP) data ## train what is stale, render build/report.html and build/report.pdf
-	$(LR) report $(QUICK_FLAG) --jobs $(JOBS)
+	$(LR) report $(QUICK_FLAG) --jobs $(JOBS) $(ARGS)
 
 run: $(STAMP) data ## only train what is stale (no rendering)
-	$(LR) run $(QUICK_FLAG) --jobs $(JOBS)
+	$(LR) run $(QUICK_FLAG) --jobs $(JOBS) $(ARGS)
 
 render: $(STAMP) ## only render the report from stored results (no TensorFlow)
-	$(LR) render $(QUICK_FLAG)
+	$(LR) render $(QUICK_FLAG) $(ARGS)
 
 list: $(STAMP) ## show the experiments with their parameter counts
-	$(LR) list --params
+	$(LR) list --params $(ARGS)
 
 check: $(STAMP) ## check the lab's hand-in requirements
-	$(LR) check $(QUICK_FLAG)
+	$(LR) check $(QUICK_FLAG) $(ARGS)
 
 test: $(STAMP) data ## run the test suite (fast; no full-lab training)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -62,7 +63,7 @@ lock: ## re-pin requirements.txt from the current .venv
 	   $(BIN)/python -m pip freeze --exclude-editable | grep -viE '^(labreport|pyflakes|ruff)=='; } > requirements.txt
 
 clean: ## delete the rendered report and figures (keeps data, features and trained results)
-	-$(LR) clean 2>/dev/null || rm -rf $(BUILD)/figures $(BUILD)/report.html $(BUILD)/report.pdf
+	-$(LR) clean $(ARGS) 2>/dev/null || rm -rf $(BUILD)/figures $(BUILD)/report.html $(BUILD)/report.pdf
 
 distclean: ## delete build/ and .venv entirely
 	rm -rf $(BUILD) $(VENV)
