@@ -307,8 +307,9 @@ def loads(text: str, path: str = "experiments.toml") -> LabConfig:
             line = lines.table(key)[0]
             errs.add(line, "", f"unknown table {key!r}" + _suggest(key, TOP_KEYS))
 
-    report = _load_report(data.get("report", {}), errs, lines)
-    requirements = _load_requirements(data.get("requirements", {}), errs, lines)
+    report = _load_meta(data.get("report", {}), "report", REPORT_KEYS, ReportMeta, "authors", errs, lines)
+    requirements = _load_meta(data.get("requirements", {}), "requirements", REQUIREMENT_KEYS, Requirements,
+                              "parts", errs, lines)
     defaults = _load_defaults(data.get("defaults", {}), errs, lines)
 
     raw_experiments = data.get("experiment", [])
@@ -407,26 +408,17 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _load_report(table: Any, errs: _Collector, lines: _Lines) -> ReportMeta:
-    line, keys = lines.table("report")
+def _load_meta(table: Any, name: str, schema: dict[str, Check], cls: type, list_key: str,
+               errs: _Collector, lines: _Lines):
+    """[report] or [requirements]: a flat table of known keys -> ``cls`` (arrays become tuples)."""
+    line, keys = lines.table(name)
     if not isinstance(table, dict):
-        errs.add(line, "", "'report' must be a table: write [report]")
-        return ReportMeta()
-    good = _check_table(table, REPORT_KEYS, errs, _line_lookup(line, keys), "[report]")
-    if "authors" in good:
-        good["authors"] = tuple(good["authors"])
-    return ReportMeta(**good)
-
-
-def _load_requirements(table: Any, errs: _Collector, lines: _Lines) -> Requirements:
-    line, keys = lines.table("requirements")
-    if not isinstance(table, dict):
-        errs.add(line, "", "'requirements' must be a table: write [requirements]")
-        return Requirements()
-    good = _check_table(table, REQUIREMENT_KEYS, errs, _line_lookup(line, keys), "[requirements]")
-    if "parts" in good:
-        good["parts"] = tuple(good["parts"])
-    return Requirements(**good)
+        errs.add(line, "", f"'{name}' must be a table: write [{name}]")
+        return cls()
+    good = _check_table(table, schema, errs, _line_lookup(line, keys), f"[{name}]")
+    if list_key in good:
+        good[list_key] = tuple(good[list_key])
+    return cls(**good)
 
 
 def _load_defaults(table: Any, errs: _Collector, lines: _Lines) -> dict:
