@@ -40,10 +40,10 @@ ENGINE_VERSION = "1"
 # the memory of big conv feature maps bounded.
 MIN_VALIDATION_BATCH = 2048
 # Keras can run several training steps per call into the TF graph: the same numbers
-# (identical losses, checked), less Python per step. Measured on 2 cores: 15-30% less
-# time per epoch at batch 256-512 (the lab CNN, the HOG MLPs), nothing at 15 steps per
-# epoch, and *slower* for the 1.26M-parameter CNN at batch 8192 (twice). So only for
-# epochs of many small steps.
+# (identical losses, checked), less Python per step. Measured on 2 cores: 7-25% less
+# time per epoch at batch 256-512 (the lab CNN, the HOG MLPs); nothing measurable at
+# 15 steps per epoch or fewer (wall times of the 1.26M-parameter CNN at batch 8192
+# went both ways, its CPU time did not move). So only for epochs of many small steps.
 MAX_STEPS_PER_EXECUTION = 32
 MIN_STEPS_FOR_MULTI_STEP = 50
 
@@ -133,8 +133,8 @@ def tensorflow():
 def configure_threads(intra: int, inter: int) -> dict[str, int]:
     """Set TF's thread pools (must precede TF's first op); returns the effective values.
 
-    intra-op = cores for one job, or cores // jobs with several worker processes;
-    inter-op 1-2 (Keras graphs of these models have little op-level parallelism).
+    The runner passes intra-op = cores // jobs and inter-op 1 (runner.thread_split):
+    the Keras graphs of these models have little op-level parallelism.
     """
     tf = tensorflow()
 

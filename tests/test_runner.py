@@ -399,7 +399,7 @@ def test_ctrl_c_stops_the_worker_processes(tmp_path):
 
 
 def test_thread_split():
-    assert runner.thread_split(1, cores=2) == (2, 2)
+    assert runner.thread_split(1, cores=2) == (2, 1)
     assert runner.thread_split(2, cores=2) == (1, 1)
     assert runner.thread_split(4, cores=2) == (1, 1)
     assert runner.thread_split(2, cores=8) == (4, 1)
