@@ -238,7 +238,34 @@ class Worker:
             result = failed_result(task, f"{type(exc).__name__}: {exc}")
         # The runner, not the trainer, owns the identity of what is stored.
         result.update(name=task.name, quick=task.quick, cache_key=task.cache_key)
+        result = finite_result(result)
         return Outcome(task.name, result, "\n".join(lines) + "\n")
+
+
+def _without_non_finite(value: Any) -> tuple[Any, int]:
+    """``value`` with NaN/inf floats replaced by None (strict JSON), and how many there were."""
+    if isinstance(value, float):
+        return (value, 0) if math.isfinite(value) else (None, 1)
+    if isinstance(value, dict):
+        pairs = [(k, _without_non_finite(v)) for k, v in value.items()]
+        return {k: v for k, (v, _) in pairs}, sum(n for _, (_, n) in pairs)
+    if isinstance(value, (list, tuple)):
+        items = [_without_non_finite(v) for v in value]
+        return [v for v, _ in items], sum(n for _, n in items)
+    return value, 0
+
+
+def finite_result(result: dict) -> dict:
+    """Make any trainer's result storable: non-finite numbers become null, and an "ok" result
+    that held some is not ok (diverged if the training loss was among them, else failed).
+    The real engine already does this; other trainers (remote workers, tests) may not."""
+    clean, n_bad = _without_non_finite(result)
+    if n_bad and clean.get("status") == "ok":
+        _, loss_bad = _without_non_finite((result.get("history") or {}).get("loss", []))
+        clean["status"] = "diverged" if loss_bad else "failed"
+        clean["error"] = (f"{n_bad} NaN or infinite number(s) in the result"
+                          + (" (the training loss diverged)" if loss_bad else ""))
+    return clean
 
 
 def failed_result(task: Task, error: str) -> dict:

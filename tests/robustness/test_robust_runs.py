@@ -126,9 +126,6 @@ def test_an_experiment_that_raises_is_failed_reported_and_retried(lab, tmp_path,
     assert statuses(build) == {"small": "ok", "medium": "ok", "large": "ok"}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: runner._Sink.store writes result.json with allow_nan=False, so a "
-                                       "result holding NaN/inf raises ValueError out of runner.run: the run stops "
-                                       "with a traceback and the other experiments are never trained")
 def test_raw_nan_numbers_from_a_trainer_do_not_sink_the_run(lab, tmp_path):
     build = tmp_path / "build"
     first = order(lab, build)[0]
