@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         n = len(e.errors)
         print(f"{n} error{'s' * (n != 1)} in {args.config}; nothing was run or written.", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `labreport list | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("\ninterrupted: finished experiments are kept; run again to continue.", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -283,13 +286,13 @@ COMMANDS = {
 
 # --------------------------------------------------------------------------- helpers
 def describe_model(spec: ExperimentSpec) -> str:
-    hidden = "-".join(str(h) for h in spec.hidden)
+    dense = "-".join([*(str(h) for h in spec.hidden), "10"])  # no hidden layer: straight to the 10 outputs
     if spec.conv:
         convs = " ".join(f"c{c.filters}k{c.kernel}" + (f"p{c.pool}" if c.pool > 1 else "") for c in spec.conv)
-        return f"{convs} | {hidden}-10"
+        return f"{convs} | {dense}"
     if spec.hog:
-        return f"hog p{spec.hog.pixels_per_cell} o{spec.hog.orientations} ({spec.hog.n_features})-{hidden}-10"
-    return f"784-{hidden}-10"
+        return f"hog p{spec.hog.pixels_per_cell} o{spec.hog.orientations} ({spec.hog.n_features})-{dense}"
+    return f"784-{dense}"
 
 
 def _check_names(config, names: list[str]) -> None:

@@ -65,3 +65,19 @@ def test_list_does_not_import_tensorflow():
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_list_output_piped_into_head_is_not_an_error():
+    proc = subprocess.run(f"{sys.executable} -m labreport list --layers | head -1", shell=True, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.startswith("name")
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_model_description_without_hidden_layers():
+    from labreport.cli import describe_model
+    from labreport.config import loads
+
+    spec = loads('[[experiment]]\nname = "lr"\npart = "raw"\nhidden = []\nactivation = "relu"\n'
+                 'batch_size = 1\nepochs = 1\n').experiments[0]
+    assert describe_model(spec) == "784-10"
