@@ -20,19 +20,10 @@ import pytest
 
 from labreport import datasets
 from labreport.datasets import ARRAYS, DataError, Dataset, read_idx, write_idx
+from fixtures.samples import make_arrays
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-def make_arrays(seed: int = 0, n_train: int = 6, n_test: int = 3) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {
-        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "y_train": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "y_test": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
 
 
 def digests_of(arrays) -> dict[str, str]:

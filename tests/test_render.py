@@ -15,11 +15,9 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import threading
-import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import pytest
 
 from fixtures.synthetic import write_fake_data, write_results
 from labreport import config, render
+from fixtures.samples import png_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden"
@@ -45,13 +44,6 @@ EVIL_COMMENT = """**Bold** words, a [safe link](https://example.org/notes) and a
 MISSING, FAILED, DIVERGED = "raw-sigmoid-150", "hog-tanh-p7-o8", "cnn-sigmoid-25"
 
 
-def _png_bytes(width: int, height: int) -> bytes:
-    """A valid grey PNG of a given size (the canary's size is how we recognise it)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    raw = b"".join(b"\0" + b"\x80" * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 def _lab_with_comment(tmp: Path) -> config.LabConfig:
@@ -312,7 +304,7 @@ def test_user_template_cannot_read_outside_build_or_reach_the_web(small):
     build = tmp / "canary-build"
     write_results(lab, build)
     canary = tmp / "canary.png"  # outside build/ and outside the templates
-    canary.write_bytes(_png_bytes(37, 23))
+    canary.write_bytes(png_bytes(37, 23))
     server = http.server.HTTPServer(("127.0.0.1", 0), _Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
@@ -344,7 +336,7 @@ def test_url_fetcher_unit(tmp_path):
     build = tmp_path / "build"
     (build / "figures").mkdir(parents=True)
     inside = build / "figures" / "ok.png"
-    inside.write_bytes(_png_bytes(2, 2))
+    inside.write_bytes(png_bytes(2, 2))
     outside = tmp_path / "secret.txt"
     outside.write_text("secret")
     (build / "link.txt").symlink_to(outside)

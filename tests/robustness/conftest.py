@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # robust_helpers, whatever pytest's import mode
-    sys.path.insert(0, str(HERE))
+for folder in (HERE, HERE.parent):  # robust_helpers and tests/fixtures, whatever pytest's import mode
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 
 @pytest.fixture(scope="session")

@@ -21,16 +21,7 @@ from robust_helpers import cli, snapshot
 
 from labreport import datasets
 from labreport.datasets import ARRAYS, DataError
-
-
-def make_arrays(seed: int, n_train: int = 6, n_test: int = 3) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {
-        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "y_train": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "y_test": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
+from fixtures.samples import make_arrays
 
 
 GOOD = {"mnist": make_arrays(1), "fashion": make_arrays(2)}

@@ -16,9 +16,7 @@ import io
 import json
 import os
 import shutil
-import struct
 import sys
-import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import pytest
 from robust_helpers import MINIMAL_TOML, FakeTrainer, cli, render_html, snapshot, tiny_dataset
 
 from labreport import config, render, runner
+from fixtures.samples import png_bytes
 
 
 class Page(HTMLParser):
@@ -192,12 +191,6 @@ def test_markdown_comments_keep_http_links_as_links():
 # --------------------------------------------------------------------------- the PDF reads nothing outside
 
 
-def png(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    raw = b"".join(b"\0" + b"\x80" * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 class _Watch:
@@ -231,7 +224,7 @@ def test_pdf_renderer_opens_nothing_outside_build_and_templates(tmp_path, figure
     outside = tmp_path / "outside"
     outside.mkdir()
     for name in CANARIES:
-        (outside / f"{name}.png").write_bytes(png(37, 23))
+        (outside / f"{name}.png").write_bytes(png_bytes(37, 23))
     (outside / "import.css").write_text("body { color: red }")
     (outside / "font.ttf").write_bytes(b"\0\1\0\0 not a font")
     (outside / "object.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>')
