@@ -376,12 +376,17 @@ class ProcessPoolExecutor:
     def close(self, *, cancel: bool = False) -> None:
         if cancel:
             # The workers ignore SIGINT; stop the ones we started, by their own handles.
-            processes = list(getattr(self.pool, "_processes", {}).values())
+            # Look again after shutdown: the pool may have started a worker in between.
+            processes = set(getattr(self.pool, "_processes", {}).values())
             self.pool.shutdown(wait=False, cancel_futures=True)
+            processes |= set((getattr(self.pool, "_processes", None) or {}).values())
             for proc in processes:
                 proc.terminate()
             for proc in processes:
-                proc.join(timeout=10)
+                proc.join(timeout=5)
+                if proc.is_alive():  # e.g. still importing when SIGTERM came: make sure
+                    proc.kill()
+                    proc.join(timeout=5)
         else:
             self.pool.shutdown(wait=True)
         self.events.close()
