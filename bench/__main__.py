@@ -28,8 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from labreport import config as config_mod  # noqa: E402
-from labreport import params, store  # noqa: E402
+from labreport.config import loader as config_mod  # noqa: E402
+from labreport.config import param_counts as params  # noqa: E402
+from labreport.results import store  # noqa: E402
 
 BUILD = ROOT / "build"
 FAMILIES = {  # family -> the reference experiment timed for it
@@ -79,7 +80,8 @@ def naive_fit_epoch_s(spec, inputs, epochs: int) -> float:
     """Seconds per epoch of a plain notebook ``model.fit`` (Keras defaults), epochs 2.. only."""
     import keras
 
-    from labreport import engine, models
+    from labreport.train import engine
+    from labreport.train import models
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
@@ -103,7 +105,8 @@ def naive_fit_epoch_s(spec, inputs, epochs: int) -> float:
 
 def labreport_epoch_s(spec, dataset, features_dir: Path, epochs: int) -> tuple[float, float]:
     """(seconds per epoch after the first, total seconds) of labreport's engine on ``spec``."""
-    from labreport import engine, features
+    from labreport.train import engine
+    from labreport.train import features
 
     times: list[float] = []
     hog = lambda imgs, p, o, key: features.cached_hog(imgs, p, o, cache_dir=features_dir, key=key)  # noqa: E731
@@ -120,7 +123,9 @@ def bench_epochs(epochs: int, peak: float) -> dict[str, float]:
     """One full-size epoch of each family: labreport vs naive, samples/s, fraction of peak.
 
     Returns family -> naive seconds per epoch / labreport seconds per epoch."""
-    from labreport import datasets, engine, features
+    from labreport.train import datasets
+    from labreport.train import engine
+    from labreport.train import features
 
     section(f"full-size epochs (60,000 train + 10,000 test samples; best epoch of {epochs} after the first)")
     lab = _lab()
@@ -148,7 +153,9 @@ def bench_overhead(epochs: int) -> None:
     """labreport's whole train_and_evaluate vs bare fit+evaluate+predict with the same settings."""
     import keras
 
-    from labreport import datasets, engine, models
+    from labreport.train import datasets
+    from labreport.train import engine
+    from labreport.train import models
 
     section(f"engine overhead: labreport train_and_evaluate vs bare model.fit on the same spec ({epochs} epochs)")
     spec = _with_epochs(_lab().by_name("raw-tanh-250"), epochs)
@@ -186,7 +193,7 @@ def bench_overhead(epochs: int) -> None:
 
 # --------------------------------------------------------------------------- HOG
 def bench_hog() -> None:
-    section("HOG: batch (labreport.features) vs scikit-image per image")
+    section("HOG: batch (labreport.train.features) vs scikit-image per image")
     subprocess.run([sys.executable, str(ROOT / "bench" / "bench_hog.py"), "--repeat", "2"], check=False)
 
 
@@ -194,7 +201,7 @@ def bench_hog() -> None:
 def bench_cached(build: Path) -> None:
     section("fully cached `labreport report` (nothing stale): wall time, TensorFlow imported?")
     lab = _lab()
-    from labreport import runner
+    from labreport.train import runner
 
     stale = [s.name for s, status in runner.plan(lab, build, quick=False) if status != "fresh"]
     quick = False
@@ -268,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     if "hog" in only:
         bench_hog()
     if only & {"overhead", "epochs", "lab"}:
-        from labreport import datasets
+        from labreport.train import datasets
 
         datasets.fetch_all(BUILD / "data", log=lambda _m: None)
     if "overhead" in only:

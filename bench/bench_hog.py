@@ -1,4 +1,4 @@
-"""Time labreport.features.hog_batch against a scikit-image per-image loop.
+"""Time labreport.train.features.hog_batch against a scikit-image per-image loop.
 
     python bench/bench_hog.py                 # 70,000 images, (p, o) = (4, 8) and (7, 8)
     python bench/bench_hog.py --n 5000 --chunks 500,1000
@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from labreport.features import DEFAULT_CHUNK, hog_batch  # noqa: E402
+from labreport.train.features import DEFAULT_CHUNK, hog_batch  # noqa: E402
 
 CONFIGS = ((4, 8), (7, 8))
 

@@ -1,7 +1,8 @@
 """labreport: declare a neural-network lab in experiments.toml, run it, render the report.
 
-The package is split by stage (see README "Architecture"); only ``engine``/``models``
-import TensorFlow, and only inside functions.
+One subpackage per stage of the pipeline (see README "Architecture"): ``config`` ->
+``train`` -> ``results`` -> ``report``, and ``grading`` over handed-in reports. Only
+``train`` imports TensorFlow, and only inside functions.
 """
 
 __version__ = "0.1.0"

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 from labreport import __version__
-from labreport.config import ConfigError, load
-from labreport.params import breakdown, fmt
+from labreport.config.loader import ConfigError, load
+from labreport.config.param_counts import breakdown, fmt
 from labreport.errors import UserError, user_error
-from labreport.spec import ExperimentSpec
+from labreport.config.spec import ExperimentSpec
 
 EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -154,7 +154,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from labreport import datasets
+    from labreport.train import datasets
 
     data_dir = Path(args.build) / "data"
     for name in datasets.NAMES:
@@ -168,7 +168,7 @@ def cmd_data(args) -> int:
 def cmd_run(args) -> int:
     config = load(args.config)
     _check_names(config, args.names)
-    from labreport import runner
+    from labreport.train import runner
 
     build = Path(args.build)
     if args.dry_run:
@@ -184,14 +184,14 @@ def _executor(args):
     """A Dask executor when --scheduler is given, else None (the runner's local pool)."""
     if not args.scheduler:
         return None
-    from labreport import dask_executor
+    from labreport.train import dask_executor
 
     return dask_executor.DaskExecutor(args.scheduler)
 
 
 def cmd_render(args) -> int:
     config = load(args.config)
-    from labreport import render
+    from labreport.report import render
 
     result = render.render(config, Path(args.build), quick=args.quick, pdf=not args.no_pdf,
                            templates_dir=Path(args.templates) if args.templates else None)
@@ -203,7 +203,7 @@ def cmd_render(args) -> int:
 
 def cmd_report(args) -> int:
     config = load(args.config)
-    from labreport import runner
+    from labreport.train import runner
 
     build = Path(args.build)
     summary = runner.run(config, build, quick=args.quick, jobs=args.jobs, executor=_executor(args))
@@ -215,7 +215,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from labreport import checks
+    from labreport.grading import checks
 
     config = load(args.config)
     build = Path(args.build)
@@ -232,7 +232,7 @@ def cmd_clean(args) -> int:
     build = Path(args.build)
     if not build.exists():
         return 0
-    from labreport import store
+    from labreport.results import store
 
     keep = set() if args.all else {"data", "features", "runs", "quick"}
     with store.BuildLock(build):  # never delete under a running `run`
@@ -245,7 +245,7 @@ def cmd_clean(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from labreport import verify
+    from labreport.grading import verify
 
     if args.rerun < 0:
         raise UserError(f"--rerun must be >= 0, got {args.rerun}")
@@ -257,7 +257,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    from labreport import grade
+    from labreport.grading import grade
 
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
@@ -296,7 +296,7 @@ def describe_model(spec: ExperimentSpec) -> str:
 
 
 def _check_names(config, names: list[str]) -> None:
-    from labreport.config import _suggest
+    from labreport.config.loader import _suggest
 
     known = [s.name for s in config.experiments]
     bad = [n for n in names if n not in known]

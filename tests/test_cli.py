@@ -49,7 +49,7 @@ def test_unknown_experiment_name_is_a_usage_error(tmp_path):
 
 
 @pytest.mark.parametrize("modules", [
-    "labreport.cli, labreport.config, labreport.params, labreport.store, labreport.analysis",
+    "labreport.cli, labreport.config.loader, labreport.config.param_counts, labreport.results.store, labreport.results.metrics",
 ])
 def test_cli_path_does_not_import_tensorflow(modules):
     code = f"import sys, {modules}; bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; " \
@@ -76,7 +76,7 @@ def test_list_output_piped_into_head_is_not_an_error():
 
 def test_model_description_without_hidden_layers():
     from labreport.cli import describe_model
-    from labreport.config import loads
+    from labreport.config.loader import loads
 
     spec = loads('[[experiment]]\nname = "lr"\npart = "raw"\nhidden = []\nactivation = "relu"\n'
                  'batch_size = 1\nepochs = 1\n').experiments[0]

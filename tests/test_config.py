@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from labreport.config import ConfigError, load, loads
-from labreport.spec import OPTIMIZERS
+from labreport.config.loader import ConfigError, load, loads
+from labreport.config.spec import OPTIMIZERS
 
 BASE = """
 [[experiment]]

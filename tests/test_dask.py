@@ -11,7 +11,8 @@ pytest.importorskip("distributed")
 
 from distributed import Client, LocalCluster  # noqa: E402
 
-from labreport import dask_executor, runner, store  # noqa: E402
+from labreport.results import store  # noqa: E402
+from labreport.train import dask_executor, runner  # noqa: E402
 from test_runner import fake_train, tiny_dataset, write_lab  # noqa: E402
 
 

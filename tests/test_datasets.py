@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labreport import datasets
-from labreport.datasets import ARRAYS, DataError, Dataset, read_idx, write_idx
+from labreport.train import datasets
+from labreport.train.datasets import ARRAYS, DataError, Dataset, read_idx, write_idx
 from fixtures.samples import make_arrays
 
 
@@ -551,6 +551,6 @@ def test_describe_and_fetch_all(tmp_path, tiny, monkeypatch):
 
 
 def test_module_does_not_import_tensorflow():
-    code = "import sys, labreport.datasets; print(any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules))"
+    code = "import sys, labreport.train.datasets; print(any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

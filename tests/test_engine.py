@@ -14,8 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labreport import config, datasets, engine, models, params
-from labreport.spec import ConvSpec, ExperimentSpec, HogSpec, OptimizerSpec
+from labreport import config
+from labreport.train import datasets
+from labreport.train import engine
+from labreport.train import models
+from labreport.config import param_counts
+from labreport.config.spec import ConvSpec, ExperimentSpec, HogSpec, OptimizerSpec
 
 pytestmark = pytest.mark.tf
 
@@ -85,7 +89,7 @@ def test_keras_counts_equal_params_breakdown_for_every_default_experiment():
     for s in lab.experiments:
         model = models.build(s)  # raises on any per-layer disagreement
         counts[s.name] = model.count_params()
-        assert counts[s.name] == params.breakdown(s).total, s.name
+        assert counts[s.name] == param_counts.breakdown(s).total, s.name
     # Pinned against Keras: the numbers the lab (and LAB.md) quotes.
     assert counts["raw-tanh-250"] == 198_760
     assert counts["cnn-relu-25"] == 7_465
@@ -108,7 +112,7 @@ def test_model_layers_follow_the_spec():
 
 def test_check_params_names_the_disagreeing_layer():
     model = models.build(spec(hidden=(16,)))
-    with pytest.raises(RuntimeError, match=r"dense1: Keras counts 12,560, params.breakdown says Dense\(17, relu\) = 13,345"):
+    with pytest.raises(RuntimeError, match=r"dense1: Keras counts 12,560, param_counts.breakdown says Dense\(17, relu\) = 13,345"):
         models.check_params(model, spec(hidden=(17,)))
 
 
@@ -140,7 +144,7 @@ def test_each_family_trains_and_returns_the_documented_result(family, mnist, fas
     assert result["status"] == "ok", result["error"]
     assert documented_keys() <= set(result), documented_keys() - set(result)
     json.dumps(result, allow_nan=False)  # store writes strict JSON
-    assert result["params"]["keras_total"] == params.breakdown(s).total == result["params"]["total"]
+    assert result["params"]["keras_total"] == param_counts.breakdown(s).total == result["params"]["total"]
     assert result["data"] == {"dataset": s.dataset, "sha256": (fashion if s.dataset == "fashion" else mnist).sha256,
                               "source": "synthetic", "n_train": 300, "n_test": 100}
     assert {k: len(v) for k, v in result["history"].items()} == dict.fromkeys(
@@ -206,7 +210,7 @@ def test_hog_features_are_asked_for_with_data_keyed_names(mnist):
 
     def spy(images, p, o, key):
         keys.append((key, len(images), p, o))
-        from labreport import features
+        from labreport.train import features
         return features.hog_batch(images, p, o)
 
     full = engine.prepare_inputs(FAMILIES["hog-mlp"], mnist, hog_features=spy)

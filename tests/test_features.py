@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from skimage.feature import hog
 
-from labreport import features
-from labreport.features import cached_hog, feature_length, hog_batch, hog_image_for_figure
+from labreport.train import features
+from labreport.train.features import cached_hog, feature_length, hog_batch, hog_image_for_figure
 
 CONFIGS = [(4, 8), (7, 8), (7, 16), (4, 16)]
 TOLERANCE = 1e-6
@@ -177,7 +177,7 @@ def test_bad_chunk():
 
 def test_import_loads_neither_tensorflow_nor_skimage():
     code = (
-        "import sys, labreport.features; "
+        "import sys, labreport.train.features; "
         "print(sorted({'tensorflow', 'keras', 'skimage'} & set(sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -10,7 +10,7 @@ import pytest
 
 from fixtures.synthetic import make_result, write_fake_data
 from labreport import config
-from labreport.figures import DPI, EQUATIONS, MM_PER_INCH, TEXT_WIDTH_MM, Figures, _finite_list
+from labreport.report.figures import DPI, EQUATIONS, MM_PER_INCH, TEXT_WIDTH_MM, Figures, _finite_list
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,7 @@ def test_parallel_drawing_matches_serial_names(tmp_path, lab):
 
 
 def test_figures_and_commentary_do_not_import_tensorflow():
-    code = ("import sys; import labreport.figures, labreport.commentary, labreport.render; "
+    code = ("import sys; import labreport.report.figures, labreport.report.commentary, labreport.report.render; "
             "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -17,7 +17,11 @@ from pathlib import Path
 import pytest
 
 from fixtures.synthetic import make_result, write_fake_data
-from labreport import cli, commentary, config, render, store
+from labreport import cli
+from labreport.report import commentary
+from labreport import config
+from labreport.report import render
+from labreport.results import store
 from test_verify import attachment, reattach
 
 LAB = """\

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from labreport.config import load
-from labreport.params import breakdown, fmt, shape_problem
-from labreport.spec import ConvSpec, ExperimentSpec, HogSpec, OptimizerSpec
+from labreport.config.loader import load
+from labreport.config.param_counts import breakdown, fmt, shape_problem
+from labreport.config.spec import ConvSpec, ExperimentSpec, HogSpec, OptimizerSpec
 
 OPT = OptimizerSpec("rmsprop", (("learning_rate", 0.001),))
 

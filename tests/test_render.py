@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from fixtures.synthetic import write_fake_data, write_results
-from labreport import config, render
+from labreport import config
+from labreport.report import render
 from fixtures.samples import png_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,7 +249,7 @@ def test_cached_rerender_draws_nothing_and_reuses_the_pdf(full):
 
 def test_no_tensorflow_after_a_render(full, tmp_path):
     code = (
-        "import sys; from pathlib import Path; from labreport import config, render; "
+        "import sys; from pathlib import Path; from labreport import config; from labreport.report import render; "
         f"lab = config.load({str(full['lab'].path)!r}); "
         f"render.render(lab, Path({str(full['build'])!r}), pdf=False); "
         "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
@@ -440,7 +441,7 @@ def test_a_malformed_result_does_not_sink_the_report(small, tmp_path):
     bad = results["raw-sigmoid-250"]
     bad["per_class"] = [{"oops": 1}]
     bad["history"]["val_loss"] = "not a list"
-    from labreport import store
+    from labreport.results import store
 
     store.write_result(build, bad)
     res = render.render(lab, build, pdf=False)

@@ -20,7 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labreport import config, datasets, engine, runner, store
+from labreport import config
+from labreport.train import datasets
+from labreport.train import engine
+from labreport.train import runner
+from labreport.results import store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,7 +121,7 @@ def run(lab, build, spy=None, **kwargs):
 
 
 def test_importing_the_runner_does_not_import_tensorflow():
-    code = "import labreport.runner, labreport.engine, labreport.models, sys; assert 'tensorflow' not in sys.modules, 'tf'; assert 'keras' not in sys.modules, 'keras'"
+    code = "import labreport.train.runner, labreport.train.engine, labreport.train.models, sys; assert 'tensorflow' not in sys.modules, 'tf'; assert 'keras' not in sys.modules, 'keras'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
@@ -126,7 +130,8 @@ def test_planning_and_a_fully_cached_run_do_not_import_tensorflow(tmp_path):
     run(lab, tmp_path / "build")  # the spy stands in for training
     code = textwrap.dedent(f"""
         import io, sys
-        from labreport import config, runner
+        from labreport import config
+        from labreport.train import runner
         lab = config.load({str(tmp_path / 'experiments.toml')!r})
         summary = runner.run(lab, {str(tmp_path / 'build')!r}, progress=io.StringIO())
         assert summary.ran == 0 and summary.skipped == 3, summary

@@ -21,7 +21,12 @@ from pathlib import Path
 import pytest
 
 from fixtures.synthetic import write_fake_data, write_results
-from labreport import cli, config, engine, render, store, verify
+from labreport import cli
+from labreport import config
+from labreport.train import engine
+from labreport.report import render
+from labreport.results import store
+from labreport.grading import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 MISSING, FAILED, DIVERGED = "raw-sigmoid-150", "hog-tanh-p7-o8", "cnn-sigmoid-25"
@@ -361,8 +366,8 @@ def test_regions_run_from_one_anchor_to_the_next_in_reading_order():
 
 
 def test_verify_and_grade_do_not_import_tensorflow():
-    code = ("import sys, labreport.verify, labreport.grade, labreport.cli; "
+    code = ("import sys, labreport.grading.verify, labreport.grading.grade, labreport.cli; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')"
-            " or m == 'labreport.runner']; print(bad); sys.exit(1 if bad else 0)")
+            " or m == 'labreport.train.runner']; print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr

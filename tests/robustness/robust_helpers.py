@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from labreport import analysis, datasets, engine
+from labreport.results import metrics
+from labreport.train import datasets
+from labreport.train import engine
 
 HERE = Path(__file__).resolve().parent
 
@@ -105,7 +107,7 @@ def ok_result(spec, dataset, *, quick: bool = False, cache_key: str = "", **_: o
     y_true = np.asarray(dataset.y_test)
     y_pred = y_true.copy()
     y_pred[::4] = (y_pred[::4] + 1) % 10  # a quarter wrong
-    m = analysis.classification_metrics(y_true, y_pred, list(spec.class_names))
+    m = metrics.classification_metrics(y_true, y_pred, list(spec.class_names))
     result.update(confusion=m["confusion"], per_class=m["per_class"], confused_pairs=m["confused_pairs"])
     result["metrics"] = {**engine.curve_metrics(result["history"]), "macro_f1": m["macro_f1"]}
     result["data"].update(n_train=len(dataset.y_train), n_test=len(dataset.y_test))
@@ -160,7 +162,7 @@ def render_html(lab, build: Path, figure_cache: Path | None = None, **kwargs):
     """render.render(..., pdf=False), reusing figures an earlier test already drew (drawing is the slow part)."""
     import shutil
 
-    from labreport import render
+    from labreport.report import render
 
     figures = Path(build) / "figures"
     if figure_cache is not None and figure_cache.exists():

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from robust_helpers import cli, snapshot
 
-from labreport import datasets
-from labreport.datasets import ARRAYS, DataError
+from labreport.train import datasets
+from labreport.train.datasets import ARRAYS, DataError
 from fixtures.samples import make_arrays
 
 

@@ -23,7 +23,9 @@ from pathlib import Path
 import pytest
 from robust_helpers import MINIMAL_TOML, FakeTrainer, cli, render_html, snapshot, tiny_dataset
 
-from labreport import config, render, runner
+from labreport import config
+from labreport.report import render
+from labreport.train import runner
 from fixtures.samples import png_bytes
 
 
@@ -320,7 +322,7 @@ Q1 = "partials/q1.html.j2"
 
 BROKEN = [
     ("undefined attribute", Q1, '<section id="q1">\n<p>{{ q1.sentencez }}</p>\n</section>\n', 2,
-     "UndefinedError: 'labreport.commentary.LearningAlgorithm object' has no attribute 'sentencez'"),
+     "UndefinedError: 'labreport.report.commentary.LearningAlgorithm object' has no attribute 'sentencez'"),
     ("undefined variable", Q1, '<section id="q1">\n\n<p>{{ nosuchvar }}</p>\n</section>\n', 3,
      "UndefinedError: 'nosuchvar' is undefined"),
     ("syntax error", Q1, '<section id="q1">\n{% if %}\n</section>\n', 2,

@@ -28,7 +28,9 @@ from robust_helpers import (
     tiny_dataset,
 )
 
-from labreport import config, runner, store
+from labreport import config
+from labreport.train import runner
+from labreport.results import store
 
 LAB = """\
 [report]
@@ -200,7 +202,8 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, {here!r})
 from robust_helpers import ok_result, tiny_dataset
-from labreport import config, runner
+from labreport import config
+from labreport.train import runner
 
 cfg, build, marks, block, release = sys.argv[1:6]
 

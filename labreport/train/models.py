@@ -1,4 +1,4 @@
-"""ExperimentSpec -> Keras model and optimizer, layer for layer as ``params.breakdown`` says.
+"""ExperimentSpec -> Keras model and optimizer, layer for layer as ``param_counts.breakdown`` says.
 
 Three families share one feed-forward head (Dense hidden layers, optional Dropout
 after each, Dense(10, softmax)):
@@ -8,7 +8,7 @@ after each, Dense(10, softmax)):
 - ``cnn``: Input(28, 28, 1) -> [Conv2D -> MaxPooling2D if pool > 1]... -> Flatten.
 
 Every built model is checked against the parameter arithmetic of the report
-(``params.breakdown``), per layer and in total, so the numbers printed in question 2
+(``param_counts.breakdown``), per layer and in total, so the numbers printed in question 2
 cannot drift from what Keras trains. TensorFlow/Keras are imported inside the
 functions only: importing this module stays cheap.
 """
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from labreport import params
-from labreport.spec import IMAGE_SIDE, N_CLASSES, ExperimentSpec
+from labreport.config import param_counts
+from labreport.config.spec import IMAGE_SIDE, N_CLASSES, ExperimentSpec
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import keras
@@ -67,28 +67,28 @@ def build(spec: ExperimentSpec, n_inputs: int | None = None) -> keras.Model:
 
 
 def check_params(model: keras.Model, spec: ExperimentSpec) -> int:
-    """Keras' count_params() == params.breakdown(spec).total, layer by layer; returns the total."""
-    expected = params.breakdown(spec)
+    """Keras' count_params() == param_counts.breakdown(spec).total, layer by layer; returns the total."""
+    expected = param_counts.breakdown(spec)
     keras_layers = [layer for layer in model.layers if layer.count_params()]
     ours = expected.trainable
     problems = []
     if len(keras_layers) != len(ours):
         problems.append(
-            f"{len(keras_layers)} Keras layers have parameters, params.breakdown lists {len(ours)}"
+            f"{len(keras_layers)} Keras layers have parameters, param_counts.breakdown lists {len(ours)}"
         )
     for k_layer, layer in zip(keras_layers, ours):
         if k_layer.count_params() != layer.n_params:
             problems.append(
-                f"{k_layer.name}: Keras counts {params.fmt(k_layer.count_params())},"
-                f" params.breakdown says {layer.description} = {params.fmt(layer.n_params)}"
+                f"{k_layer.name}: Keras counts {param_counts.fmt(k_layer.count_params())},"
+                f" param_counts.breakdown says {layer.description} = {param_counts.fmt(layer.n_params)}"
             )
     total = int(model.count_params())
     if total != expected.total:
-        problems.append(f"total: Keras counts {params.fmt(total)}, params.breakdown says {params.fmt(expected.total)}")
+        problems.append(f"total: Keras counts {param_counts.fmt(total)}, param_counts.breakdown says {param_counts.fmt(expected.total)}")
     if problems:
         raise RuntimeError(
             f"experiment {spec.name!r}: the Keras model and the report's parameter arithmetic"
-            " disagree (models.build and params.breakdown must change together): " + "; ".join(problems)
+            " disagree (models.build and param_counts.breakdown must change together): " + "; ".join(problems)
         )
     return total
 

@@ -24,9 +24,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from labreport import analysis
-from labreport.params import Breakdown, breakdown, fmt
-from labreport.spec import CLASS_NAMES, IMAGE_SIDE, OPTIMIZERS, PART_TITLES, PARTS, ExperimentSpec
+from labreport.results import metrics
+from labreport.config.param_counts import Breakdown, breakdown, fmt
+from labreport.config.spec import CLASS_NAMES, IMAGE_SIDE, OPTIMIZERS, PART_TITLES, PARTS, ExperimentSpec
 
 OVERFIT_RISE = 0.05
 NOT_RUN = "not run"
@@ -170,7 +170,7 @@ class Run:
         loss, val = h.get("loss", []), h.get("val_loss", [])
         n = min(len(loss), len(val))
         k = next((i for i in range(n) if not (math.isfinite(loss[i]) and math.isfinite(val[i]))), n)
-        facts = analysis.learning_curve_facts({"loss": loss[:k], "val_loss": val[:k]})
+        facts = metrics.learning_curve_facts({"loss": loss[:k], "val_loss": val[:k]})
         facts["epochs_run"] = n
         facts["diverged_epoch"] = k + 1 if k < n else None
         return facts
@@ -651,7 +651,7 @@ def part_confusions(runs: Sequence[Run], top: int = 3) -> list[dict]:
     mats = [m for m in mats if m.ndim == 2 and m.shape == mats[0].shape]
     if not mats:
         return []
-    return analysis.confused_pairs(sum(mats), runs[0].class_names, top=top)
+    return metrics.confused_pairs(sum(mats), runs[0].class_names, top=top)
 
 
 # --------------------------------------------------------------------------- question 1

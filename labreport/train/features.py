@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labreport.store import atomic_write
+from labreport.results.store import atomic_write
 
 #: Images per chunk. bench/bench_hog.py, 70,000 MNIST images, (p, o) = (4, 8) and
 #: (7, 8): 500 was best (0.44 s and 0.39 s), 1000 within ~5-10 %, 250 and 2000

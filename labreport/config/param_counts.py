@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labreport.spec import IMAGE_SIDE, N_CLASSES, ExperimentSpec
+from labreport.config.spec import IMAGE_SIDE, N_CLASSES, ExperimentSpec
 
 
 def fmt(n: int) -> str:

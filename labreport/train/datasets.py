@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labreport.store import atomic_write
+from labreport.results.store import atomic_write
 
 NAMES = ("mnist", "fashion")
 SOURCES = ("cache", "system", "web", "package")

@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from labreport import checks, commentary, store, verify
-from labreport.spec import PARTS
+from labreport.grading import checks
+from labreport.report import commentary
+from labreport.results import store
+from labreport.grading import verify
+from labreport.config.spec import PARTS
 
 VERIFIED, NOT_VERIFIED, UNREADABLE = "VERIFIED", "NOT VERIFIED", "UNREADABLE"
 CSV_NAME, HTML_NAME = "grades.csv", "grades.html"

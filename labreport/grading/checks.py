@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from labreport import store
-from labreport.spec import PART_TITLES, LabConfig
+from labreport.results import store
+from labreport.config.spec import PART_TITLES, LabConfig
 
 QUESTION_IDS = ("q1", "q2", "q3", "q4")
 
@@ -37,7 +37,7 @@ def evaluate(config: LabConfig, build: Path, *, quick: bool = False, html: str |
     """
     req = config.requirements
     if statuses is None:
-        from labreport import runner
+        from labreport.train import runner
 
         statuses = {spec.name: status for spec, status in runner.plan(config, build, quick=quick)}
     results = {s.name: store.read_result(build, s.name, quick) for s in config.experiments}

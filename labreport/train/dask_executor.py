@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Iterator, Sequence
 
-from labreport import runner
+from labreport.train import runner
 
 _WORKER: runner.Worker | None = None
 _WORKER_SEAMS: dict[str, Any] = {}  # the load_dataset/train seams _WORKER was built with (tests swap them)
@@ -31,7 +31,7 @@ def _run_remote(task: runner.Task, queue_name: str | None, threads: tuple[int, i
         _WORKER = runner.Worker(load_dataset, train)
         _WORKER_SEAMS.update(load_dataset=load_dataset, train=train)
         if threads and train is None:
-            from labreport import engine
+            from labreport.train import engine
 
             engine.configure_threads(*threads)
     queue = None

@@ -31,11 +31,13 @@ from typing import Any, Sequence
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-from labreport import __version__, commentary, store
-from labreport.commentary import Run
-from labreport.figures import EQUATIONS, FigureRef, Figures
-from labreport.params import fmt
-from labreport.spec import CLASS_NAMES, PART_TITLES, PARTS, ExperimentSpec, LabConfig
+from labreport import __version__
+from labreport.report import commentary
+from labreport.results import store
+from labreport.report.commentary import Run
+from labreport.report.figures import EQUATIONS, FigureRef, Figures
+from labreport.config.param_counts import fmt
+from labreport.config.spec import CLASS_NAMES, PART_TITLES, PARTS, ExperimentSpec, LabConfig
 
 RESULTS_SCHEMA = 1
 BANNER = "SMOKE RUN (--quick): numbers are not the lab's"
@@ -72,7 +74,8 @@ class RenderResult:
 def default_templates_dir() -> Path:
     """The project's templates/ (next to the package: a source checkout or an editable install)."""
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "templates", here / "templates"):
+    package = here.parent  # labreport/; the checkout's templates/ sits next to it
+    for candidate in (package.parent / "templates", package / "templates"):
         if (candidate / ENTRY_TEMPLATE).is_file():
             return candidate
     raise RenderError(f"cannot find the report templates ({ENTRY_TEMPLATE}) next to {here};"

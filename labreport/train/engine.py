@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from labreport import analysis, params
-from labreport.spec import IMAGE_SIDE, N_CLASSES, ExperimentSpec
+from labreport.results import metrics
+from labreport.config import param_counts
+from labreport.config.spec import IMAGE_SIDE, N_CLASSES, ExperimentSpec
 
 # Bump whenever a change here or in models.py changes the numbers a spec produces:
 # it is part of every cache key, so all results are retrained.
@@ -218,7 +219,7 @@ def _scale(images: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _uncached_hog(images: np.ndarray, p: int, o: int, key: str) -> np.ndarray:
-    from labreport import features
+    from labreport.train import features
 
     return features.hog_batch(images, p, o)
 
@@ -299,7 +300,7 @@ def base_result(
         "confusion": [],
         "per_class": [],
         "confused_pairs": [],
-        "params": {**params.breakdown(spec).as_dict(), "keras_total": None},
+        "params": {**param_counts.breakdown(spec).as_dict(), "keras_total": None},
         "duration_s": 0.0,
         "epoch_s": None,
         "started_at": None,
@@ -315,7 +316,7 @@ def clean_history(history: Mapping[str, list]) -> dict[str, list[float | None]]:
 
 
 def curve_metrics(history: dict[str, list[float | None]]) -> dict[str, Any]:
-    """Last-epoch numbers + analysis.learning_curve_facts on the epochs before any NaN."""
+    """Last-epoch numbers + metrics.learning_curve_facts on the epochs before any NaN."""
     n_ok = 0
     for loss, val in zip(history["loss"], history["val_loss"]):
         if loss is None or val is None:
@@ -328,7 +329,7 @@ def curve_metrics(history: dict[str, list[float | None]]) -> dict[str, Any]:
         "test_accuracy": last["val_accuracy"],
         "train_loss": last["loss"],
         "train_accuracy": last["accuracy"],
-        **analysis.learning_curve_facts(finite_part),
+        **metrics.learning_curve_facts(finite_part),
         "epochs_run": len(history["loss"]),
     }
 
@@ -466,7 +467,7 @@ def _fit(spec: ExperimentSpec, inputs: Inputs, epochs: int, watch: Any, result: 
     tensorflow()
     import keras
 
-    from labreport import models
+    from labreport.train import models
 
     keras.backend.clear_session()  # a worker trains many models: drop the previous graphs
     keras.utils.set_random_seed(spec.seed)
@@ -480,7 +481,7 @@ def _fit(spec: ExperimentSpec, inputs: Inputs, epochs: int, watch: Any, result: 
         jit_compile=False,  # XLA made training 3-7x slower on these CPUs
         steps_per_execution=spe,
     )
-    log(f"model: {params.breakdown(spec).topology}, {model.count_params():,} parameters; "
+    log(f"model: {param_counts.breakdown(spec).topology}, {model.count_params():,} parameters; "
         f"fit batch {spec.batch_size}, {epochs} epochs, steps_per_execution {spe}, "
         f"validation batch {validation_batch(spec.batch_size)}")
     model.fit(
@@ -496,7 +497,7 @@ def _fit(spec: ExperimentSpec, inputs: Inputs, epochs: int, watch: Any, result: 
 
 
 def _prediction_metrics(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
-    m = analysis.classification_metrics(y_true, y_pred, list(spec.class_names))
+    m = metrics.classification_metrics(y_true, y_pred, list(spec.class_names))
     return {
         "metrics": {"macro_f1": m["macro_f1"]},
         "confusion": m["confusion"],

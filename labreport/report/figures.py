@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from labreport.store import write_bytes_atomic
+from labreport.results.store import write_bytes_atomic
 
 FIG_VERSION = "7"  # bump when the drawing code changes: every figure is redrawn
 DPI = 150

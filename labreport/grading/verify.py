@@ -37,12 +37,14 @@ from typing import Any, Callable, ClassVar, TextIO
 
 import numpy as np
 
-from labreport import analysis, commentary, store
-from labreport.config import ConfigError, loads
+from labreport.results import metrics
+from labreport.report import commentary
+from labreport.results import store
+from labreport.config.loader import ConfigError, loads
 from labreport.errors import UserError
-from labreport.params import breakdown, fmt
-from labreport.render import BANNER, RESULTS_SCHEMA, slug
-from labreport.spec import ExperimentSpec, LabConfig
+from labreport.config.param_counts import breakdown, fmt
+from labreport.report.render import BANNER, RESULTS_SCHEMA, slug
+from labreport.config.spec import ExperimentSpec, LabConfig
 
 OK, MISMATCH, NOTE = "OK", "MISMATCH", "NOTE"
 DOCUMENT = "document"
@@ -457,7 +459,7 @@ def _confusion_problems(run: commentary.Run, result: dict) -> list[str]:
     if acc is None or abs(acc - correct / n) > 1 / n + SAME:
         out.append(f"test accuracy {_raw(acc)} but the confusion matrix gives {correct / n:.6g}"
                    f" ({fmt(correct)} of {fmt(n)} correct)")
-    f1 = float(analysis.per_class_scores(cm)[2].mean())
+    f1 = float(metrics.per_class_scores(cm)[2].mean())
     if run.macro_f1 is None or abs(run.macro_f1 - f1) > SAME:
         out.append(f"macro F1 {_raw(run.macro_f1)} but the confusion matrix gives {f1:.6g}")
     n_test = ((result.get("data") or {}) if isinstance(result.get("data"), dict) else {}).get("n_test")
@@ -648,7 +650,7 @@ def rerun(sub: Submission, k: int, *, tolerance: float = DEFAULT_TOLERANCE, buil
                            f"asked for {k}, only {len(specs)} experiments have a measured accuracy"))
     if not specs:
         return out
-    from labreport import runner  # the engine: TensorFlow is loaded only on this path
+    from labreport.train import runner  # the engine: TensorFlow is loaded only on this path
 
     with tempfile.TemporaryDirectory(prefix="labreport-verify-") as tmp:
         scratch = Path(tmp) / "build"

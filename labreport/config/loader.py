@@ -21,8 +21,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from labreport.params import shape_problem
-from labreport.spec import (
+from labreport.config.param_counts import shape_problem
+from labreport.config.spec import (
     ACTIVATIONS,
     DATASETS,
     IMAGE_SIDE,

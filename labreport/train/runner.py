@@ -31,9 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TextIO
 
-from labreport import __version__, datasets, engine, params, store
-from labreport.engine import ENGINE_VERSION, EpochInfo, QuickConfig
-from labreport.spec import ExperimentSpec, LabConfig
+from labreport import __version__
+from labreport.train import datasets
+from labreport.train import engine
+from labreport.config import param_counts
+from labreport.results import store
+from labreport.train.engine import ENGINE_VERSION, EpochInfo, QuickConfig
+from labreport.config.spec import ExperimentSpec, LabConfig
 
 STATUSES = ("fresh", "stale", "missing", "failed")
 
@@ -113,7 +117,7 @@ SECONDS_PER_EXPERIMENT = 3.0  # build, trace, predict: what --quick runs mostly 
 def forward_cost(spec: ExperimentSpec) -> dict[str, int]:
     """Per sample: multiply-accumulates of dense and conv layers, and conv output values."""
     out = {"dense": 0, "conv": 0, "conv_outputs": 0}
-    for layer in params.breakdown(spec).layers:
+    for layer in param_counts.breakdown(spec).layers:
         if layer.kind == "conv":
             h, w, _ = layer.output_shape
             out["conv"] += layer.weights * h * w
@@ -206,7 +210,7 @@ class Worker:
         def compute(images, pixels_per_cell: int, orientations: int, key: str):
             memo_key = (features_dir, key, pixels_per_cell, orientations)
             if memo_key not in self._hog:
-                from labreport import features
+                from labreport.train import features
 
                 self._hog[memo_key] = features.cached_hog(
                     images, pixels_per_cell, orientations, cache_dir=Path(features_dir), key=key)
