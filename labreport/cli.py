@@ -10,13 +10,13 @@ Exit status: 0 ok, 1 a run or render failed, 2 bad input (config, arguments, dat
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 
-from labreport import __version__
+from labreport import __version__, env
 from labreport.config.loader import ConfigError, load
 from labreport.config.param_counts import breakdown, fmt
 from labreport.errors import UserError, user_error
@@ -25,11 +25,23 @@ from labreport.config.spec import ExperimentSpec
 EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+def _jobs(text: str) -> int:
+    """--jobs: 0 (one per core) .. env.MAX_JOBS."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {env.MAX_JOBS}, got {text!r}") from None
+    if not 0 <= value <= env.MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {env.MAX_JOBS}, got {value}")
+    return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(settings: dict | None = None) -> argparse.ArgumentParser:
+    """The argument parser; ``settings`` are the parsed LABREPORT_* variables (env.read()) giving defaults."""
+    settings = settings or {}
+    build_default = settings.get("LABREPORT_BUILD", "build")
+    jobs_default = settings.get("LABREPORT_JOBS", 1)
+    scheduler_default = settings.get("LABREPORT_SCHEDULER")
     p = argparse.ArgumentParser(
         prog="labreport",
         description="Run the experiments of experiments.toml and render build/report.{html,pdf}.",
@@ -37,10 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"labreport {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-c", "--config", default="experiments.toml", help="the experiments file (default: %(default)s)")
-    common.add_argument("-b", "--build", default=os.environ.get("LABREPORT_BUILD", "build"),
+    common.add_argument("-b", "--build", default=build_default,
                         help="output folder (default: %(default)s)")
     quick = argparse.ArgumentParser(add_help=False)
-    quick.add_argument("--quick", action="store_true", default=_env_flag("LABREPORT_QUICK"),
+    quick.add_argument("--quick", action="store_true", default=bool(settings.get("LABREPORT_QUICK")),
                        help="smoke run: few epochs on a data subsample, stored apart from full runs (env LABREPORT_QUICK=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -54,11 +66,11 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", parents=[common, quick], help="train the experiments whose results are missing or stale")
     s.add_argument("names", nargs="*", help="only these experiments (default: all)")
-    s.add_argument("-j", "--jobs", type=int, default=int(os.environ.get("LABREPORT_JOBS", "1")),
-                   help="experiments trained in parallel processes (default: %(default)s)")
+    s.add_argument("-j", "--jobs", type=_jobs, default=jobs_default,
+                   help="experiments trained in parallel processes, 0 = one per core (default: %(default)s)")
     s.add_argument("--force", action="store_true", help="re-train even if a fresh result exists")
     s.add_argument("--dry-run", action="store_true", help="only show what would be trained")
-    s.add_argument("--scheduler", default=os.environ.get("LABREPORT_SCHEDULER"),
+    s.add_argument("--scheduler", default=scheduler_default,
                    help="Dask scheduler address tcp://HOST:PORT to ship experiments to a cluster")
 
     s = sub.add_parser("render", parents=[common, quick], help="render build/report.html and .pdf from stored results (no training)")
@@ -66,10 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--templates", help="a folder of templates overriding the bundled ones")
 
     s = sub.add_parser("report", parents=[common, quick], help="run what is stale, then render (what `make report` does)")
-    s.add_argument("-j", "--jobs", type=int, default=int(os.environ.get("LABREPORT_JOBS", "1")))
+    s.add_argument("-j", "--jobs", type=_jobs, default=jobs_default)
     s.add_argument("--no-pdf", action="store_true")
     s.add_argument("--templates")
-    s.add_argument("--scheduler", default=os.environ.get("LABREPORT_SCHEDULER"))
+    s.add_argument("--scheduler", default=scheduler_default)
 
     s = sub.add_parser("check", parents=[common, quick], help="check the lab's hand-in requirements ([requirements] in the TOML)")
 
@@ -83,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="also re-train K experiments (chosen ones first) and compare their test accuracy")
     s.add_argument("--tolerance", type=float, default=0.01,
                    help="largest accepted |re-trained - claimed| test accuracy for --rerun (default: %(default)s)")
-    s.add_argument("-b", "--build", default=os.environ.get("LABREPORT_BUILD", "build"),
+    s.add_argument("-b", "--build", default=build_default,
                    help="where --rerun finds (or fetches) the data sets (default: %(default)s)")
     s.add_argument("-q", "--quiet", action="store_true", help="print only the mismatches, notes and the verdict")
 
@@ -95,7 +107,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        settings = env.read()  # before parsing: the variables give the options' defaults
+    except env.EnvError as e:
+        print(f"labreport: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    args = _parser(settings).parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    explicit = any(a in ("-b", "--build") or a.startswith(("-b", "--build=")) for a in given)
+    # Messages about the build folder name where it came from.
+    args.build_option = "LABREPORT_BUILD" if "LABREPORT_BUILD" in settings and not explicit else "-b"
     # TensorFlow's C++ start-up chatter (oneDNN, CPU features) buries the progress lines;
     # set before any worker is spawned so they inherit it. An explicit setting wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -110,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        print("\ninterrupted: finished experiments are kept; run again to continue.", file=sys.stderr)
+        if args.command in ("run", "report"):
+            print("\ninterrupted: finished experiments are kept; run again to continue.", file=sys.stderr)
+        else:  # nothing was being trained: no promise about experiments
+            print(f"\ninterrupted: labreport {args.command} stopped; files already written are whole.",
+                  file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # known user-facing errors only; anything else is a bug: traceback
         known = user_error(e)
@@ -156,7 +181,7 @@ def cmd_validate(args) -> int:
 def cmd_data(args) -> int:
     from labreport.train import datasets
 
-    data_dir = Path(args.build) / "data"
+    data_dir = _build(args) / "data"
     for name in datasets.NAMES:
         t0 = time.perf_counter()
         ds = datasets.load(name, data_dir=data_dir, log=lambda m: print(f"  {m}", file=sys.stderr))
@@ -170,11 +195,15 @@ def cmd_run(args) -> int:
     _check_names(config, args.names)
     from labreport.train import runner
 
-    build = Path(args.build)
-    if args.dry_run:
+    if args.dry_run:  # writes nothing: no build folder needed
+        build = Path(args.build)
+        if build.exists() and not build.is_dir():
+            _build(args)  # the same message as the commands that write
+
         for spec, status in runner.plan(config, build, quick=args.quick, names=args.names or None):
             print(f"{status:<8} {spec.name}")
         return 0
+    build = _build(args)
     summary = runner.run(config, build, quick=args.quick, names=args.names or None, jobs=args.jobs,
                          force=args.force, executor=_executor(args))
     return EXIT_FAILED if summary.failed else 0
@@ -193,7 +222,7 @@ def cmd_render(args) -> int:
     config = load(args.config)
     from labreport.report import render
 
-    result = render.render(config, Path(args.build), quick=args.quick, pdf=not args.no_pdf,
+    result = render.render(config, _build(args), quick=args.quick, pdf=not args.no_pdf,
                            templates_dir=Path(args.templates) if args.templates else None)
     for path in (result.html_path, result.pdf_path):
         if path:
@@ -205,7 +234,7 @@ def cmd_report(args) -> int:
     config = load(args.config)
     from labreport.train import runner
 
-    build = Path(args.build)
+    build = _build(args)
     summary = runner.run(config, build, quick=args.quick, jobs=args.jobs, executor=_executor(args))
     status = cmd_render(args)
     if summary.failed:
@@ -229,18 +258,11 @@ def cmd_check(args) -> int:
 
 
 def cmd_clean(args) -> int:
-    build = Path(args.build)
-    if not build.exists():
-        return 0
     from labreport.results import store
 
     keep = set() if args.all else {"data", "features", "runs", "quick"}
-    with store.BuildLock(build):  # never delete under a running `run`
-        for child in build.iterdir():
-            if child.name in keep or child.name == ".lock":
-                continue
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-            print(f"removed {child}")
+    for path in store.clean_build(Path(args.build), keep=keep, option=args.build_option):
+        print(f"removed {path}")
     return 0
 
 
@@ -251,7 +273,8 @@ def cmd_verify(args) -> int:
         raise UserError(f"--rerun must be >= 0, got {args.rerun}")
     if not 0 <= args.tolerance < 1:
         raise UserError(f"--tolerance is an absolute test accuracy between 0 and 1, got {args.tolerance:g}")
-    result = verify.verify(args.pdf, rerun_k=args.rerun, tolerance=args.tolerance, build=Path(args.build))
+    build = _build(args) if args.rerun else Path(args.build)  # --rerun caches data sets there
+    result = verify.verify(args.pdf, rerun_k=args.rerun, tolerance=args.tolerance, build=build)
     print(verify.format_report(result, quiet=args.quiet))
     return 0 if result.ok else EXIT_FAILED
 
@@ -259,9 +282,9 @@ def cmd_verify(args) -> int:
 def cmd_grade(args) -> int:
     from labreport.grading import grade
 
-    out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir} is a file; -o/--output names the folder for {grade.CSV_NAME} and {grade.HTML_NAME}")
+    from labreport.results import store
+
+    out_dir = store.output_folder(Path(args.output), option="-o")
     grades = grade.grade(args.inputs)
     for line in grade.summary_lines(grades):
         print(line)
@@ -295,11 +318,21 @@ def describe_model(spec: ExperimentSpec) -> str:
     return f"784-{dense}"
 
 
+def _build(args) -> Path:
+    """The -b folder of a command that writes there, checked (store.check_build_folder)."""
+    from labreport.results import store
+
+    build = Path(args.build)
+    store.check_build_folder(build, option=getattr(args, "build_option", "-b"))
+    return build
+
+
 def _check_names(config, names: list[str]) -> None:
+    """Each NAME is an experiment's name or a shell pattern ('hog-*') matching at least one."""
     from labreport.config.loader import _suggest
 
     known = [s.name for s in config.experiments]
-    bad = [n for n in names if n not in known]
+    bad = [n for n in names if not fnmatch.filter(known, n)]
     if bad:
         raise UserError("; ".join(f"no experiment named {n!r} in {config.path}" + _suggest(n, known) for n in bad))
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
+import os
 import re
+import string
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from labreport.config.param_counts import shape_problem
+from labreport.config.param_counts import breakdown, shape_problem
 from labreport.config.spec import (
     ACTIVATIONS,
     DATASETS,
@@ -39,9 +42,29 @@ from labreport.config.spec import (
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
+# --------------------------------------------------------------------------- limits
+# Everything a config (a student's, or one attached to a PDF being graded) can make labreport
+# allocate or compute is bounded here, once; each message states the limit it broke.
+MAX_CONFIG_BYTES = 1_000_000  # the reference lab is ~3 kB
+MAX_NESTING = 32  # [ and { nesting, and the segments of one dotted key (tomllib recurses on both)
+MAX_NAME_CHARS = 100  # names become folder and file names (255 bytes at most on common file systems)
+MAX_TEXT_CHARS = 20_000  # a comment, the title, an author...
+MAX_AUTHORS = 100
+MAX_LAYER_UNITS = 1_000_000  # one hidden layer; the memory bound below is the real limit
+MAX_HIDDEN_LAYERS = 64
+MAX_CONV_LAYERS = 32
+DEFAULT_MAX_EXPERIMENTS = 1_000  # after sweeps; LABREPORT_MAX_EXPERIMENTS changes it
+MAX_EXPERIMENTS_VAR = "LABREPORT_MAX_EXPERIMENTS"
+# Training memory of one model, roughly: float32 weights, their gradients and two optimizer
+# slots (16 bytes per parameter) plus one float32 per activation value of a batch.
+BYTES_PER_PARAM = 16
+BYTES_PER_ACTIVATION = 4
+
 
 class ConfigError(Exception):
     """Invalid experiments.toml; ``errors`` holds one formatted line per problem."""
+
+    exit_status = 2
 
     def __init__(self, errors: list[str]):
         self.errors = errors
@@ -97,7 +120,17 @@ def _bool(v: Any) -> str | None:
 
 
 def _str(v: Any) -> str | None:
-    return None if isinstance(v, str) else f"expected a string, got {_type_name(v)} ({v!r})"
+    if not isinstance(v, str):
+        return f"expected a string, got {_type_name(v)} ({_short(v)})"
+    if len(v) > MAX_TEXT_CHARS:
+        return f"{len(v):,} characters long; at most {MAX_TEXT_CHARS:,}"
+    return None
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    """repr(v), cut: messages stay one short line whatever the input."""
+    text = repr(v)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _choice(options: tuple[str, ...] | list[str]) -> Check:
@@ -113,19 +146,26 @@ def _choice(options: tuple[str, ...] | list[str]) -> Check:
 
 def _name(v: Any) -> str | None:
     if not isinstance(v, str):
-        return f"expected a string, got {_type_name(v)} ({v!r})"
+        return f"expected a string, got {_type_name(v)} ({_short(v)})"
+    if len(v) > MAX_NAME_CHARS:
+        return (f"{_short(v)} is {len(v):,} characters long; names are at most {MAX_NAME_CHARS}"
+                " (they become file names)")
     if not NAME_RE.match(v):
-        return f"{v!r} is not a valid name (letters, digits, '.', '_', '-'; no spaces)"
+        return f"{_short(v)} is not a valid name (letters, digits, '.', '_', '-'; no spaces)"
     return None
 
 
 def _hidden(v: Any) -> str | None:
     items = v if isinstance(v, list) else [v]
+    if len(items) > MAX_HIDDEN_LAYERS:
+        return f"{len(items)} hidden layers; at most {MAX_HIDDEN_LAYERS}"
     for item in items:
         if not _is_int(item):
-            return f"expected an integer or an array of integers, got {_type_name(item)} ({item!r})"
+            return f"expected an integer or an array of integers, got {_type_name(item)} ({_short(item)})"
         if item < 1:
             return f"layer sizes must be >= 1, got {item}"
+        if item > MAX_LAYER_UNITS:
+            return f"layer sizes must be <= {MAX_LAYER_UNITS:,}, got {item:,}"
     return None
 
 
@@ -147,7 +187,8 @@ EXPERIMENT_KEYS: dict[str, Check] = {
     "seed": _int(0, 2**31 - 1),
     "optimizer": lambda v: None if isinstance(v, dict) else f"expected a table, got {_type_name(v)}",
     "hog": lambda v: None if isinstance(v, dict) else f"expected a table, got {_type_name(v)}",
-    "conv": lambda v: None if isinstance(v, list) and all(isinstance(x, dict) for x in v)
+    "conv": lambda v: (f"{len(v)} conv layers; at most {MAX_CONV_LAYERS}" if len(v) > MAX_CONV_LAYERS else None)
+    if isinstance(v, list) and all(isinstance(x, dict) for x in v)
     else f"expected an array of tables, got {_type_name(v)}",
     "chosen": _bool,
     "comment": _str,
@@ -178,8 +219,9 @@ OPTIMIZER_ARG_CHECKS: dict[str, Check] = {
 }
 REPORT_KEYS: dict[str, Check] = {
     "title": _str,
-    "authors": lambda v: None if isinstance(v, list) and all(isinstance(a, str) for a in v)
-    else "expected an array of strings",
+    "authors": lambda v: ("expected an array of strings" if not isinstance(v, list) or not all(isinstance(a, str) for a in v)
+                          else f"{len(v)} authors; at most {MAX_AUTHORS}" if len(v) > MAX_AUTHORS
+                          else next(filter(None, map(_str, v)), None)),
     "course": _str,
     "group": _str,
     "date": _str,
@@ -271,22 +313,96 @@ def _check_table(table: dict, schema: dict[str, Check], errs: _Collector, line_o
     return good
 
 
-def load(path: str | Path) -> LabConfig:
+def load(path: str | Path, *, max_experiments: int | None = None) -> LabConfig:
     """Read, validate and resolve ``path``; raise :class:`ConfigError` listing every problem."""
     path = Path(path)
     label = path.name if path.parent == Path(".") else str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_dir():
+            raise ConfigError([f"{label}: is a folder; name the experiments file (e.g. -c experiments.toml)"])
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)  # never more: a huge or endless file (/dev/zero) is refused
     except FileNotFoundError:
         raise ConfigError([f"{label}: no such file"]) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
+        raise ConfigError([f"{label}: cannot read: {e.strerror or e}"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{label}: larger than {MAX_CONFIG_BYTES:,} bytes; an experiments file is a few kB"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
         raise ConfigError([f"{label}: cannot read: {e}"]) from None
-    return loads(text, label)
+    return loads(text, label, max_experiments=max_experiments)
 
 
-def loads(text: str, path: str = "experiments.toml") -> LabConfig:
+def max_experiments_default() -> int:
+    """The limit on experiments after sweeps: LABREPORT_MAX_EXPERIMENTS, else DEFAULT_MAX_EXPERIMENTS."""
+    from labreport import env
+
+    return env.get(MAX_EXPERIMENTS_VAR, DEFAULT_MAX_EXPERIMENTS)
+
+
+def _too_deep(text: str) -> tuple[int, str] | None:
+    """(line, what) where ``text`` nests deeper than MAX_NESTING, else None.
+
+    Checked on the text, before tomllib: it recurses once per level (a RecursionError) and
+    spends quadratic time and memory on long dotted keys (``a.a.a...`` of 200 kB never ends).
+    Strings and comments are skipped; a run of dots outside them counts as key segments.
+    """
+    depth, dots, line, i, n = 0, 0, 1, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+            dots = 0
+        elif c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif c in "\"'":
+            quote = c * 3 if text.startswith(c * 3, i) else c
+            j = i + len(quote)
+            while j < n:
+                if text.startswith(quote, j):
+                    break
+                if c == '"' and text[j] == "\\":
+                    j += 1
+                elif text[j] == "\n":
+                    if len(quote) == 1:
+                        break  # an unclosed one-line string: tomllib reports it
+                    line += 1
+                j += 1
+            i = j + len(quote)
+            continue
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return line, f"nested deeper than {MAX_NESTING} levels of [ and {{"
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        elif c == ".":
+            dots += 1
+            if dots >= MAX_NESTING:
+                return line, f"a dotted key with more than {MAX_NESTING} parts"
+        elif c in "=,":
+            dots = 0
+        i += 1
+    return None
+
+
+def loads(text: str, path: str = "experiments.toml", *, max_experiments: int | None = None) -> LabConfig:
+    if text.startswith("\ufeff"):
+        raise ConfigError([f"{path}:1: the file starts with a UTF-8 byte-order mark (BOM), which TOML does not"
+                           " allow; save it as UTF-8 without BOM"])
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes; an experiments file is a few kB"])
+    deep = _too_deep(text)
+    if deep:
+        raise ConfigError([f"{path}:{deep[0]}: {deep[1]}"])
     try:
         data = tomllib.loads(text)
+    except RecursionError:  # the pre-check should make this unreachable; never a traceback
+        raise ConfigError([f"{path}: nested too deeply to parse"]) from None
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
         msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(e))
@@ -298,6 +414,7 @@ def loads(text: str, path: str = "experiments.toml") -> LabConfig:
         raise ConfigError([f"{where}: TOML syntax error: {msg}"]) from None
     errs = _Collector(path)
     lines = _Lines(text)
+    limit = max_experiments_default() if max_experiments is None else max_experiments
 
     if not data:
         errs.add(0, "", "the file declares nothing; add at least one [[experiment]] table")
@@ -318,6 +435,10 @@ def loads(text: str, path: str = "experiments.toml") -> LabConfig:
         raw_experiments = []
     if not raw_experiments:
         errs.add(0, "", "no experiments: add at least one [[experiment]] table")
+    if len(raw_experiments) > limit:
+        errs.add(lines.table("experiment")[0], "", f"{len(raw_experiments):,} [[experiment]] tables; the limit is"
+                 f" {limit:,} experiments in all (set {MAX_EXPERIMENTS_VAR} to change it)")
+        errs.raise_if_any()
 
     # First pass: each experiment's own keys, checked; remember where it was declared.
     own: dict[str, tuple[dict, int, Callable[[str], int]]] = {}
@@ -383,7 +504,8 @@ def loads(text: str, path: str = "experiments.toml") -> LabConfig:
         if spec:
             specs.append(spec)
 
-    specs.extend(_expand_sweeps(data.get("sweep", []), resolved, own, defaults, errs, lines, {s.name for s in specs}))
+    specs.extend(_expand_sweeps(data.get("sweep", []), resolved, own, defaults, errs, lines, {s.name for s in specs},
+                                limit))
     specs.sort(key=lambda s: s.line)  # sweep variants stand where the sweep is declared
     _check_chosen(specs, errs)
     errs.raise_if_any()
@@ -547,7 +669,40 @@ def _build_spec(m: dict, line: int, line_of: Callable[[str], int], context: str,
         errs.add(line_of("conv"), context, f"key 'conv': {problem}")
     if len(errs.items) > before:
         return None
+    problem = memory_problem(spec)
+    if problem:
+        errs.add(line_of("hidden"), context, problem)
+        return None
     return spec
+
+
+def machine_memory_bytes() -> int | None:
+    """Physical memory of this machine, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def training_bytes(spec: ExperimentSpec) -> tuple[int, int]:
+    """(parameters, rough bytes to train ``spec``): see BYTES_PER_PARAM and BYTES_PER_ACTIVATION."""
+    b = breakdown(spec)
+    activations = sum(layer.units for layer in b.layers)
+    return b.total, BYTES_PER_PARAM * b.total + BYTES_PER_ACTIVATION * spec.batch_size * activations
+
+
+def memory_problem(spec: ExperimentSpec, memory_bytes: int | None = None) -> str | None:
+    """Why ``spec`` cannot be trained in this machine's memory, or None."""
+    memory_bytes = machine_memory_bytes() if memory_bytes is None else memory_bytes
+    if not memory_bytes:
+        return None
+    n_params, need = training_bytes(spec)
+    if need <= memory_bytes:
+        return None
+    gib = 2 ** 30
+    return (f"the model has {n_params:,} parameters and needs about {need / gib:,.1f} GiB to train at batch size"
+            f" {spec.batch_size:,} ({BYTES_PER_PARAM} bytes per parameter, {BYTES_PER_ACTIVATION} per activation"
+            f" of a batch), more than this machine's {memory_bytes / gib:,.1f} GiB")
 
 
 def _set_dotted(table: dict, dotted: str, value: Any) -> dict:
@@ -569,13 +724,43 @@ def _fmt_value(v: Any) -> str:
     return str(v)
 
 
+def _template_fields(template: str, available: list[str]) -> str | list[tuple[str, str | None]]:
+    """A sweep name template as (literal, field) pairs, or why it is refused.
+
+    Only plain ``{field}`` names: no attribute or index access (``{hidden.__class__}``,
+    ``{hidden[0]}``), no conversion (``!r``) and no format spec (``{hidden:>999999999}``
+    would allocate a gigabyte): the name is assembled here, never by str.format.
+    """
+    if len(template) > MAX_NAME_CHARS:
+        return f"{len(template):,} characters long; names are at most {MAX_NAME_CHARS}"
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as e:
+        return f"bad template {_short(template)}: {e}"
+    out: list[tuple[str, str | None]] = []
+    for literal, field, spec, conversion in parts:
+        if field is not None:
+            shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            if conversion or spec:
+                return (f"bad template {_short(template)}: {_short(shown, 30)}: no format specs or conversions;"
+                        " write the plain field, e.g. {hidden}")
+            if field not in available:
+                trick = "" if field.isidentifier() or not field else " (only plain field names, no attribute or index)"
+                return (f"bad template {_short(template)}: unknown field {_short(field, 30)}{trick}"
+                        f"; available: {', '.join(available)}")
+        out.append((literal, field))
+    return out
+
+
 def _expand_sweeps(sweeps: Any, resolved: dict[str, dict], own: dict, defaults: dict, errs: _Collector,
-                   lines: _Lines, taken: set[str]) -> list[ExperimentSpec]:
+                   lines: _Lines, taken: set[str], limit: int) -> list[ExperimentSpec]:
+    """The experiments of every [[sweep]]; ``limit``: the most experiments in all, sweeps included."""
     if not isinstance(sweeps, list):
         errs.add(lines.table("sweep")[0], "", "'sweep' must be an array of tables: write [[sweep]]")
         return []
     out: list[ExperimentSpec] = []
     names = set(taken) | set(own)
+    planned = len(own)  # experiments so far, counted before any sweep is expanded
     for i, sweep in enumerate(sweeps):
         line, keys = lines.table("sweep", i)
         line_of = _line_lookup(line, keys)
@@ -604,22 +789,32 @@ def _expand_sweeps(sweeps: Any, resolved: dict[str, dict], own: dict, defaults: 
         template = sweep.get("name")
         if template is not None and not isinstance(template, str):
             errs.add(line_of("name"), context, "key 'name': expected a string template, e.g. \"cnn-{activation}-{hidden}\"")
+        if "comment" in sweep and _str(sweep["comment"]):
+            errs.add(line_of("comment"), context, f"key 'comment': {_str(sweep['comment'])}")
+        pieces = None
+        if isinstance(template, str) and isinstance(vary, dict):
+            pieces = _template_fields(template, ["from", *(k.replace(".", "_") for k in vary)])
+            if isinstance(pieces, str):
+                errs.add(line_of("name"), context, f"key 'name': {pieces}")
         if len(errs.items) > before or base_name not in resolved:
             continue
-        base = {k: v for k, v in resolved[base_name].items() if k not in ("chosen", "comment")}
         keys_ = list(vary)
+        n_variants = math.prod(len(vary[k]) for k in keys_)
+        if planned + n_variants > limit:  # counted before expanding: a 1 kB sweep may mean billions
+            errs.add(line_of("vary"), context,
+                     f"key 'vary': expands to {n_variants:,} experiments, {planned + n_variants:,} in all;"
+                     f" the limit is {limit:,} (set {MAX_EXPERIMENTS_VAR} to change it)")
+            continue
+        planned += n_variants
+        base = {k: v for k, v in resolved[base_name].items() if k not in ("chosen", "comment")}
         for combo in itertools.product(*(vary[k] for k in keys_)):
             table = dict(base)
             for key, value in zip(keys_, combo):
                 table = _set_dotted(table, key, value)
             fields = {k.replace(".", "_"): _fmt_value(v) for k, v in zip(keys_, combo)}
-            if template:
-                try:
-                    name = template.format(**fields, **{"from": base_name})
-                except (KeyError, IndexError, ValueError) as e:
-                    errs.add(line_of("name"), context, f"key 'name': bad template {template!r}: unknown field {e}"
-                             f"; available: {', '.join(['from', *fields])}")
-                    break
+            if pieces:
+                values = {**fields, "from": base_name}
+                name = "".join(literal + (values[field] if field is not None else "") for literal, field in pieces)
             else:
                 name = base_name + "".join(f"-{k.split('.')[-1]}{v}" for k, v in zip(keys_, (fields[k.replace('.', '_')] for k in keys_)))
             vcontext = f"{context}, variant {name!r}"

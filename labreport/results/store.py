@@ -22,12 +22,17 @@ import errno
 import io
 import json
 import os
+import re
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+from labreport.errors import UserError
+
 RESULT_SCHEMA = 1
 FINAL_STATUSES = ("ok", "diverged")  # "failed" is retried on the next run
+STATUSES = ("ok", "diverged", "failed")
 
 
 @contextlib.contextmanager
@@ -83,7 +88,7 @@ def read_result(build: Path, name: str, quick: bool = False) -> dict | None:
         return None
     if not isinstance(data, dict) or data.get("schema") != RESULT_SCHEMA or data.get("name") != name:
         return None
-    if data.get("status") not in ("ok", "diverged", "failed"):
+    if data.get("status") not in STATUSES:
         return None
     return data
 
@@ -132,6 +137,7 @@ class BuildLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        adopt = build_state(self.path.parent) == "adoptable"  # before .lock exists: it is ours either way
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -147,9 +153,168 @@ class BuildLock:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self.fd = fd
+        if adopt:
+            mark_build(self.path.parent)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+# --------------------------------------------------------------------------- the build-folder marker
+# `clean` deletes folders; it must never delete what labreport did not create. Every build
+# folder labreport creates carries MARKER, and `clean` only removes OWNED_NAMES inside it.
+MARKER = ".labreport-build"
+MARKER_TEXT = ("This folder was created by labreport. `labreport clean` deletes only the names labreport\n"
+               "writes here (data, features, runs, quick, figures, report.*, results.json, grades).\n")
+# Every top-level name labreport writes under build/. A new output file or folder must be
+# added here, or `clean` keeps it and an older folder holding it is no longer adopted.
+OWNED_NAMES = frozenset({
+    "data", "features", "runs", "quick", "figures", "grades",
+    "report.html", "report.pdf", "results.json", ".report.pdf.stamp", ".lock", MARKER,
+})
+# store.atomic_write's temp files (".NAME.PID.HEX.tmp"), left behind by a killed writer.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.\d+\.[0-9a-f]{8}\.tmp$")
+
+
+class BuildFolderError(UserError):
+    """-b names something labreport must not write into or delete from (exit 2)."""
+
+
+def _where(option: str, path: Path) -> str:
+    """'-b build' for an option, 'LABREPORT_BUILD=build' for an environment variable."""
+    return f"{option} {path}" if option.startswith("-") else f"{option}={path}"
+
+
+def is_owned_name(name: str) -> bool:
+    m = _TEMP_NAME.match(name)
+    return name in OWNED_NAMES or bool(m and m.group("name") in OWNED_NAMES)
+
+
+def foreign_entries(build: Path) -> list[str]:
+    """The entries of ``build`` that labreport did not create (sorted)."""
+    return sorted(child.name for child in Path(build).iterdir() if not is_owned_name(child.name))
+
+
+def build_state(build: Path) -> str:
+    """'missing', 'not-a-folder', 'marked', 'adoptable' (unmarked, every entry ours) or 'foreign'.
+
+    Folders made by labreport before the marker existed hold only labreport's names: they
+    are adopted (marked on the next write) instead of refused.
+    """
+    build = Path(build)
+    if not build.exists() and not build.is_symlink():
+        return "missing"
+    if not build.is_dir():
+        return "not-a-folder"
+    if (build / MARKER).is_file():
+        return "marked"
+    return "adoptable" if not foreign_entries(build) else "foreign"
+
+
+def _describe_foreign(build: Path) -> str:
+    names = foreign_entries(build)
+    shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return shown
+
+
+def mark_build(build: Path) -> None:
+    """Write the marker into ``build`` (created if missing) unless it is there already."""
+    path = Path(build) / MARKER
+    if not path.is_file():
+        write_text_atomic(path, MARKER_TEXT)
+
+
+def check_build_folder(build: Path, *, option: str = "-b") -> None:
+    """Refuse (BuildFolderError, exit 2) a ``build`` that is a file, unwritable, or a folder
+    labreport did not create; create it (marked) when missing. Nothing is deleted or overwritten.
+
+    Every command that writes under build/ calls this first, so a mistyped ``-b .`` or
+    ``LABREPORT_BUILD=src`` fails before anything is written there.
+    """
+    build = Path(build)
+    state = build_state(build)
+    if state == "not-a-folder":
+        raise BuildFolderError(f"{_where(option, build)}: is a file, not a folder; name a build folder (default: build)")
+    if state == "foreign":
+        raise BuildFolderError(
+            f"{_where(option, build)}: not a labreport build folder (no {MARKER} marker, and it holds "
+            f"{_describe_foreign(build)}, which labreport did not create); name a new or empty folder")
+    if state == "missing":
+        try:
+            build.mkdir(parents=True)
+        except FileExistsError:
+            raise BuildFolderError(f"{_where(option, build)}: a part of this path is a file, not a folder") from None
+        except NotADirectoryError:
+            raise BuildFolderError(f"{_where(option, build)}: a part of this path is a file, not a folder") from None
+        except OSError as e:
+            raise BuildFolderError(f"{_where(option, build)}: cannot create the folder ({e.strerror})") from None
+    check_writable(build, option=option)
+    if state != "marked":
+        try:
+            mark_build(build)
+        except OSError as e:
+            raise BuildFolderError(f"{_where(option, build)}: cannot write into the folder ({e.strerror})") from None
+
+
+def check_writable(folder: Path, *, option: str) -> None:
+    """Prove ``folder`` takes new files by creating and removing one (os.access lies to root)."""
+    probe = Path(folder) / f".labreport-probe.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:
+        raise BuildFolderError(f"{_where(option, folder)}: the folder is not writable ({e.strerror})") from None
+    os.close(fd)
+    probe.unlink(missing_ok=True)
+
+
+def output_folder(folder: Path, *, option: str) -> Path:
+    """A folder other commands write into (e.g. ``grade -o``): created if missing; a file,
+    a path through a file or an unwritable folder is a BuildFolderError naming ``option``."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise BuildFolderError(f"{_where(option, folder)}: is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise BuildFolderError(f"{_where(option, folder)}: a part of this path is a file, not a folder") from None
+    except OSError as e:
+        raise BuildFolderError(f"{_where(option, folder)}: cannot create the folder ({e.strerror})") from None
+    check_writable(folder, option=option)
+    return folder
+
+
+def clean_build(build: Path, *, keep: frozenset[str] | set[str] = frozenset(), option: str = "-b") -> list[Path]:
+    """Delete the labreport-owned entries of ``build`` except ``keep``; return what was removed.
+
+    Refuses (BuildFolderError) a file or a folder that is neither marked nor made only of
+    labreport's names. Symlinks are unlinked, never followed. Holds the build lock.
+    """
+    build = Path(build)
+    state = build_state(build)
+    if state == "missing":
+        return []
+    if state == "not-a-folder":
+        raise BuildFolderError(f"{_where(option, build)}: is a file, not a folder; nothing was deleted")
+    if state == "foreign":
+        raise BuildFolderError(
+            f"{_where(option, build)}: not a labreport build folder (no {MARKER} marker, and it holds "
+            f"{_describe_foreign(build)}); nothing was deleted")
+    removed = []
+    with BuildLock(build):  # never delete under a running `run`
+        for child in sorted(build.iterdir()):
+            name = child.name
+            if not is_owned_name(name) or name in keep or name in (".lock", MARKER):
+                continue
+            try:
+                if child.is_symlink() or not child.is_dir():
+                    child.unlink()
+                else:
+                    shutil.rmtree(child)
+            except OSError as e:
+                raise BuildFolderError(f"{_where(option, build)}: cannot delete {name} ({e.strerror});"
+                                       f" removed so far: {len(removed)}") from None
+            removed.append(child)
+    return removed
