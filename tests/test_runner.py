@@ -277,10 +277,10 @@ def test_a_failing_experiment_is_stored_as_failed_and_the_others_run(tmp_path):
     assert spy.calls == ["mlp-b"]  # failed results are retried
 
 
-def test_a_data_set_that_cannot_be_loaded_fails_its_experiments_only(tmp_path):
+def test_a_data_set_that_cannot_be_loaded_stops_the_run_before_any_training(tmp_path):
     def loader(name, data_dir=None):
         if name == "fashion":
-            raise datasets.DataError("cannot load data set 'fashion'; tried: nothing")
+            raise datasets.DataError("cannot load data set 'fashion'; tried:\n  cache x: missing")
         return tiny_dataset(name)
 
     path = tmp_path / "experiments.toml"
@@ -292,11 +292,11 @@ def test_a_data_set_that_cannot_be_loaded_fails_its_experiments_only(tmp_path):
         dataset = "fashion"
     """))
     build = tmp_path / "build"
-    summary = runner.run(config.load(path), build, load_dataset=loader, train=Spy(), progress=io.StringIO())
-    assert summary.names("failed") == ("fashion-d",)
-    result = store.read_result(build, "fashion-d")
-    assert result["error"].startswith("DataError: cannot load data set 'fashion'")
-    assert set(result) >= {"metrics", "history", "params", "versions", "host"}
+    spy = Spy()
+    with pytest.raises(datasets.DataError) as info:
+        runner.run(config.load(path), build, load_dataset=loader, train=spy, progress=io.StringIO())
+    assert str(info.value) == "cannot load data set 'fashion'; tried:\n  cache x: missing\nnothing was trained."
+    assert spy.calls == [] and not store.runs_dir(build).exists()
 
 
 def test_ctrl_c_keeps_finished_results_and_raises_run_interrupted(tmp_path):

@@ -47,6 +47,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # allocate or compute is bounded here, once; each message states the limit it broke.
 MAX_CONFIG_BYTES = 1_000_000  # the reference lab is ~3 kB
 MAX_NESTING = 32  # [ and { nesting, and the segments of one dotted key (tomllib recurses on both)
+MAX_NUMBER_DIGITS = 30  # TOML integers are 64-bit (19 digits); Python would parse 4,300-digit ones
 MAX_NAME_CHARS = 100  # names become folder and file names (255 bytes at most on common file systems)
 MAX_TEXT_CHARS = 20_000  # a comment, the title, an author...
 MAX_AUTHORS = 100
@@ -343,15 +344,24 @@ def max_experiments_default() -> int:
 
 
 def _too_deep(text: str) -> tuple[int, str] | None:
-    """(line, what) where ``text`` nests deeper than MAX_NESTING, else None.
+    """(line, what) where ``text`` nests deeper than MAX_NESTING or writes a number longer than
+    MAX_NUMBER_DIGITS, else None.
 
-    Checked on the text, before tomllib: it recurses once per level (a RecursionError) and
-    spends quadratic time and memory on long dotted keys (``a.a.a...`` of 200 kB never ends).
-    Strings and comments are skipped; a run of dots outside them counts as key segments.
+    Checked on the text, before tomllib: it recurses once per level (a RecursionError), spends
+    quadratic time and memory on long dotted keys (``a.a.a...`` of 200 kB never ends) and
+    turns any run of digits into a Python int. Strings and comments are skipped; a run of dots
+    outside them counts as key segments.
     """
-    depth, dots, line, i, n = 0, 0, 1, 0, len(text)
+    depth, dots, digits, line, i, n = 0, 0, 0, 1, 0, len(text)
     while i < n:
         c = text[i]
+        if c.isdigit() or (c == "_" and digits):
+            digits += 1
+            if digits > MAX_NUMBER_DIGITS:
+                return line, f"a number with more than {MAX_NUMBER_DIGITS} digits"
+            i += 1
+            continue
+        digits = 0
         if c == "\n":
             line += 1
             dots = 0
@@ -404,14 +414,24 @@ def loads(text: str, path: str = "experiments.toml", *, max_experiments: int | N
     except RecursionError:  # the pre-check should make this unreachable; never a traceback
         raise ConfigError([f"{path}: nested too deeply to parse"]) from None
     except tomllib.TOMLDecodeError as e:
-        m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
-        msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(e))
-        if m:
-            where = f"{path}:{m.group(1)}:{m.group(2)}"
-        else:  # "at end of document": point at the last line
-            where = f"{path}:{max(1, len(text.splitlines()))}"
-            msg += " (at end of file)"
-        raise ConfigError([f"{where}: TOML syntax error: {msg}"]) from None
+        _syntax_error(e, text, path)
+    except ValueError as e:  # e.g. Python's int-size limit, raised by tomllib outside TOMLDecodeError
+        raise ConfigError([f"{path}: TOML value error: {e}"]) from None
+    return _validate(data, text, path, max_experiments)
+
+
+def _syntax_error(e: Exception, text: str, path: str) -> None:
+    m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
+    msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(e))
+    if m:
+        where = f"{path}:{m.group(1)}:{m.group(2)}"
+    else:  # "at end of document": point at the last line
+        where = f"{path}:{max(1, len(text.splitlines()))}"
+        msg += " (at end of file)"
+    raise ConfigError([f"{where}: TOML syntax error: {msg}"]) from None
+
+
+def _validate(data: dict, text: str, path: str, max_experiments: int | None) -> LabConfig:
     errs = _Collector(path)
     lines = _Lines(text)
     limit = max_experiments_default() if max_experiments is None else max_experiments

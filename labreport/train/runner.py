@@ -261,10 +261,15 @@ def _without_non_finite(value: Any) -> tuple[Any, int]:
 
 def finite_result(result: dict) -> dict:
     """Make any trainer's result storable: non-finite numbers become null, and an "ok" result
-    that held some is not ok (diverged if the training loss was among them, else failed).
+    that held some is not ok (diverged if the training loss was among them, else failed);
+    a status that is not one of store.STATUSES is stored as failed, saying what it was.
     The real engine already does this; other trainers (remote workers, tests) may not."""
     clean, n_bad = _without_non_finite(result)
-    if n_bad and clean.get("status") == "ok":
+    if clean.get("status") not in store.STATUSES:  # stored as is, it would be a miss forever
+        clean["error"] = (f"the trainer returned status {str(clean.get('status'))[:40]!r}; expected one of"
+                          f" {', '.join(store.STATUSES)}")
+        clean["status"] = "failed"
+    elif n_bad and clean.get("status") == "ok":
         _, loss_bad = _without_non_finite((result.get("history") or {}).get("loss", []))
         clean["status"] = "diverged" if loss_bad else "failed"
         clean["error"] = (f"{n_bad} NaN or infinite number(s) in the result"
@@ -559,11 +564,19 @@ def run(
         # Local workers share this machine's cores; a given executor's hosts decide their own.
         threads = thread_split(jobs) if executor is None else None
         tasks = make_tasks(todo, build, quick=quick, quick_cfg=quick_cfg, threads=threads)
+        preloaded = {}
+        if executor is None:  # a remote executor's workers load from their own build/data
+            preloaded = preload_data(tasks, load_dataset or datasets.load)
         reporter.message(f"running {len(tasks)} experiment(s){' (quick)' if quick else ''} with "
                          f"{jobs} job(s), estimated {fmt_duration(sum(t.estimate_s for t in tasks) / jobs)}")
         if executor is None:
-            executor = (InProcessExecutor(Worker(load_dataset, train)) if jobs == 1
-                        else ProcessPoolExecutor(jobs, load_dataset=load_dataset, train=train))
+            if jobs == 1:
+                worker = Worker(load_dataset, train)
+                worker._datasets.update(preloaded)  # loaded and verified once, right above
+                executor = InProcessExecutor(worker)
+            else:  # the workers read the verified cache again; the driver need not hold the arrays
+                preloaded.clear()
+                executor = ProcessPoolExecutor(jobs, load_dataset=load_dataset, train=train)
         sink = _Sink(build, quick, {t.name: t for t in tasks}, reporter, jobs)
         summary = _execute(executor, tasks, sink, n_skipped, start)
         problems = ", ".join(f"{n} {what}" for n, what in ((summary.failed, "failed"),
@@ -571,6 +584,24 @@ def run(
         reporter.message(f"ran {summary.ran} experiment(s){f' ({problems})' if problems else ''} "
                          f"in {fmt_duration(summary.duration_s)}; results in {store.runs_dir(build, quick)}/")
         return summary
+
+
+def preload_data(tasks: Sequence[Task], load_dataset: LoadDataset) -> dict[tuple[str, str], Any]:
+    """Load (and so verify) every data set the tasks need, before anything is trained.
+
+    A data set no source can give is not one failed experiment per task but a user error:
+    raises datasets.DataError with every data set's full message (each source tried, and why).
+    """
+    loaded: dict[tuple[str, str], Any] = {}
+    problems = []
+    for key in dict.fromkeys((t.spec.dataset, t.data_dir) for t in tasks):
+        try:
+            loaded[key] = load_dataset(key[0], data_dir=Path(key[1]))
+        except datasets.DataError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise datasets.DataError("\n".join(problems) + "\nnothing was trained.")
+    return loaded
 
 
 def _execute(executor: Executor, tasks: list[Task], sink: _Sink, n_skipped: int, start: float) -> RunSummary:
