@@ -284,7 +284,10 @@ def cmd_grade(args) -> int:
 
     from labreport.results import store
 
-    out_dir = store.output_folder(Path(args.output), option="-o")
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} is a file; -o/--output names the folder for {grade.CSV_NAME} and {grade.HTML_NAME}")
+    store.output_folder(out_dir, option="-o")  # unwritable, or a path through a file: before grading
     grades = grade.grade(args.inputs)
     for line in grade.summary_lines(grades):
         print(line)

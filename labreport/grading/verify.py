@@ -42,6 +42,7 @@ from labreport.report import commentary
 from labreport.results import store
 from labreport.config.loader import ConfigError, loads
 from labreport.errors import UserError
+from labreport.grading import attachments as bounded
 from labreport.config.param_counts import breakdown, fmt
 from labreport.report.render import BANNER, RESULTS_SCHEMA, slug
 from labreport.config.spec import ExperimentSpec, LabConfig
@@ -249,8 +250,13 @@ def read_submission(path: Path | str) -> Submission:
     """Open ``path`` and parse its attachments; raise UnreadableReport (naming the file) if it cannot."""
     path = Path(path)
     reader = open_pdf(path)
-    attachments = _pdf_call(path, lambda: {name: data[0] for name, data in reader.attachments.items() if data})
-    results = _results_attachment(path, attachments)
+    # --- issue R: attachments read and parsed within limits (grading/attachments.py) ---
+    try:
+        attachments = _pdf_call(path, lambda: bounded.read(reader, path))
+        results = _results_attachment(path, attachments)
+    except bounded.AttachmentError as e:
+        raise UnreadableReport(str(e)) from None
+    # --- end issue R ---
     toml_name = _toml_name(path, attachments, results)
     toml_text = _decode(path, toml_name, attachments[toml_name])
     try:
@@ -283,7 +289,7 @@ def _pdf_call(path: Path, fn: Callable[[], Any]) -> Any:
     """Run a pypdf operation; a damaged PDF can make pypdf raise almost anything: say which file."""
     try:
         return fn()
-    except UnreadableReport:
+    except (UnreadableReport, bounded.AttachmentError):  # issue R: a limit's own message
         raise
     except Exception as exc:  # noqa: BLE001 - pypdf's errors on malformed files are not one family
         raise UnreadableReport(f"{path}: not a readable PDF ({type(exc).__name__}: {exc})") from None
@@ -306,10 +312,7 @@ def _results_attachment(path: Path, attachments: dict[str, bytes]) -> dict:
                                f" experiments.toml and {RESULTS_NAME} (was it made by `labreport render`?)")
     if RESULTS_NAME not in attachments:
         raise UnreadableReport(f"{path}: no {RESULTS_NAME} attached (attached: {_listing(attachments)})")
-    try:
-        doc = json.loads(_decode(path, RESULTS_NAME, attachments[RESULTS_NAME]), parse_constant=_no_constant)
-    except ValueError as e:
-        raise UnreadableReport(f"{path}: the attached {RESULTS_NAME} is not valid JSON ({e})") from None
+    doc = bounded.parse_json(attachments[RESULTS_NAME], path, RESULTS_NAME)  # issue R: bounded JSON
     if not isinstance(doc, dict) or not isinstance(doc.get("experiments"), list):
         raise UnreadableReport(f"{path}: the attached {RESULTS_NAME} is not a labreport results file"
                                " (no list of experiments)")
