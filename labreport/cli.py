@@ -10,6 +10,7 @@ Exit status: 0 ok, 1 a run or render failed, 2 bad input (config, arguments, dat
 from __future__ import annotations
 
 import argparse
+import errno
 import fnmatch
 import os
 import sys
@@ -23,6 +24,9 @@ from labreport.errors import UserError, user_error
 from labreport.config.spec import ExperimentSpec
 
 EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 130
+# OSErrors that mean "this machine's files or disk", not "labreport is wrong".
+_FIXABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                   errno.EISDIR, errno.ENAMETOOLONG}
 
 
 def _jobs(text: str) -> int:
@@ -107,12 +111,12 @@ def _parser(settings: dict | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings = env.read()  # before parsing: the variables give the options' defaults
-    except env.EnvError as e:
-        print(f"labreport: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    settings, env_problems = env.read()  # before parsing: the variables give the options' defaults
     args = _parser(settings).parse_args(argv)
+    bad = [env_problems[name] for name in ENV_USED_BY[args.command] if name in env_problems]
+    if bad:  # only the variables this command reads: a bad LABREPORT_JOBS does not stop `list`
+        print(f"labreport: {bad[0]}", file=sys.stderr)
+        return EXIT_USAGE
     given = sys.argv[1:] if argv is None else argv
     explicit = any(a in ("-b", "--build") or a.startswith(("-b", "--build=")) for a in given)
     # Messages about the build folder name where it came from.
@@ -137,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\ninterrupted: labreport {args.command} stopped; files already written are whole.",
                   file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as e:
+        if e.errno not in _FIXABLE_ERRNOS or not e.filename:
+            raise
+        # A folder made read-only or a full disk half-way: the user's to fix, not a bug. Every
+        # file is written atomically, so what was there before is intact.
+        print(f"labreport: {e.filename}: {e.strerror}; files written before are intact", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as e:  # known user-facing errors only; anything else is a bug: traceback
         known = user_error(e)
         if known is None:
@@ -295,6 +306,24 @@ def cmd_grade(args) -> int:
     print(f"wrote {csv_path} and {html_path} ({len(grades)} submission{'s' * (len(grades) != 1)})")
     return 0
 
+
+_CONFIG_ENV = ("LABREPORT_MAX_EXPERIMENTS",)
+_BUILD_ENV = ("LABREPORT_BUILD", "LABREPORT_DATA_DIR")
+_TRAIN_ENV = ("LABREPORT_QUICK", "LABREPORT_OFFLINE", "LABREPORT_JOBS", "LABREPORT_SCHEDULER",
+              "LABREPORT_QUICK_EPOCHS", "LABREPORT_QUICK_TRAIN", "LABREPORT_QUICK_TEST")
+# The LABREPORT_* variables each command reads (env.VARIABLES says what they mean).
+ENV_USED_BY = {
+    "list": _CONFIG_ENV,
+    "validate": _CONFIG_ENV,
+    "data": _BUILD_ENV + ("LABREPORT_OFFLINE",),
+    "run": _CONFIG_ENV + _BUILD_ENV + _TRAIN_ENV,
+    "render": _CONFIG_ENV + _BUILD_ENV + ("LABREPORT_QUICK",),
+    "report": _CONFIG_ENV + _BUILD_ENV + _TRAIN_ENV,
+    "check": _CONFIG_ENV + _BUILD_ENV + ("LABREPORT_QUICK",),
+    "clean": ("LABREPORT_BUILD",),
+    "verify": _CONFIG_ENV + _BUILD_ENV + _TRAIN_ENV,
+    "grade": _CONFIG_ENV,
+}
 
 COMMANDS = {
     "list": cmd_list,

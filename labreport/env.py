@@ -2,7 +2,7 @@
 
 A wrong value (``LABREPORT_JOBS=two``, ``LABREPORT_QUICK=maybe``, ``LABREPORT_BUILD=``) is an
 :class:`EnvError` (exit 2) naming the variable, the value and what is accepted; the CLI checks
-every variable before running any command, so a bad one cannot surface later as a traceback.
+the variables a command uses before running it, so a bad one cannot surface later as a traceback.
 """
 
 from __future__ import annotations
@@ -86,21 +86,24 @@ def parse(name: str, raw: str) -> object:
     raise AssertionError(var.kind)  # pragma: no cover - a kind without a parser is a bug
 
 
-def read(environ: Mapping[str, str] | None = None) -> dict[str, object]:
-    """Every LABREPORT_* variable that is set, parsed; raises the EnvError of the first bad one.
+def read(environ: Mapping[str, str] | None = None) -> tuple[dict[str, object], dict[str, EnvError]]:
+    """(parsed values, problems) of every LABREPORT_* variable that is set.
 
     A variable that is set but empty means "unset" for flags and the scheduler; for paths it
-    is refused (``LABREPORT_BUILD=`` would otherwise mean the current folder).
+    is refused (``LABREPORT_BUILD=`` would otherwise mean the current folder). The caller
+    decides which problems matter: ``list`` need not fail on a bad ``LABREPORT_JOBS``.
     """
     env = os.environ if environ is None else environ
-    out: dict[str, object] = {}
+    values: dict[str, object] = {}
+    problems: dict[str, EnvError] = {}
     for name in VARIABLES:
         if name in env:
             value = parse(name, env[name])
             if isinstance(value, EnvError):
-                raise value
-            out[name] = value
-    return out
+                problems[name] = value
+            else:
+                values[name] = value
+    return values, problems
 
 
 def get(name: str, default: object = None, environ: Mapping[str, str] | None = None) -> object:

@@ -468,7 +468,7 @@ def _validate(data: dict, text: str, path: str, max_experiments: int | None) -> 
         line, keys = lines.table("experiment", i)
         line_of = _line_lookup(line, keys)
         name = table.get("name")
-        context = f"experiment {name!r}" if isinstance(name, str) else f"experiment #{i + 1}"
+        context = f"experiment {_short(name)}" if isinstance(name, str) else f"experiment #{i + 1}"
         good = _check_table(table, EXPERIMENT_KEYS, errs, line_of, context)
         if "name" not in table:
             errs.add(line, context, "missing required key 'name'")
@@ -837,7 +837,7 @@ def _expand_sweeps(sweeps: Any, resolved: dict[str, dict], own: dict, defaults: 
                 name = "".join(literal + (values[field] if field is not None else "") for literal, field in pieces)
             else:
                 name = base_name + "".join(f"-{k.split('.')[-1]}{v}" for k, v in zip(keys_, (fields[k.replace('.', '_')] for k in keys_)))
-            vcontext = f"{context}, variant {name!r}"
+            vcontext = f"{context}, variant {_short(name)}"
             if _name(name):
                 errs.add(line, vcontext, f"generated name: {_name(name)}")
                 continue

@@ -351,7 +351,9 @@ def _from_system(name: str, check: _Check) -> tuple[dict[str, np.ndarray], dict[
 
 
 def _offline() -> bool:
-    return os.environ.get("LABREPORT_OFFLINE", "").strip() not in ("", "0")
+    from labreport import env  # one parser for every LABREPORT_* variable ("false" is not offline)
+
+    return bool(env.get("LABREPORT_OFFLINE", False))
 
 
 def _web_urls(name: str) -> dict[str, str]:
