@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # A folder made read-only or a full disk half-way: the user's to fix, not a bug. Every
         # file is written atomically, so what was there before is intact.
-        print(f"labreport: {e.filename}: {e.strerror}; files written before are intact", file=sys.stderr)
+        target = e.filename2 or e.filename  # os.replace(temp, target): name the file the user knows
+        print(f"labreport: {target}: {e.strerror}; files written before are intact", file=sys.stderr)
         return EXIT_USAGE
     except Exception as e:  # known user-facing errors only; anything else is a bug: traceback
         known = user_error(e)

@@ -198,11 +198,31 @@ def foreign_entries(build: Path) -> list[str]:
     return sorted(child.name for child in Path(build).iterdir() if not is_owned_name(child.name))
 
 
-def build_state(build: Path) -> str:
-    """'missing', 'not-a-folder', 'marked', 'adoptable' (unmarked, every entry ours) or 'foreign'.
+# Entries only labreport makes: an unmarked folder holding one of them (and nothing foreign)
+# is an older labreport's build folder. A lone data/ counts only if it holds our cache files:
+# a project folder with just its own data/ must never be adopted (clean --all would empty it).
+SIGNATURE_NAMES = frozenset({".lock", "runs", "quick", "results.json", "report.html", ".report.pdf.stamp"})
+_DATA_CACHE_NAME = re.compile(r"^(mnist|fashion)\.npz$")
 
-    Folders made by labreport before the marker existed hold only labreport's names: they
-    are adopted (marked on the next write) instead of refused.
+
+def _looks_like_ours(build: Path) -> bool:
+    names = {child.name for child in build.iterdir()}
+    if not names or names & SIGNATURE_NAMES:
+        return True
+    data = build / "data"
+    if data.is_dir() and not data.is_symlink():
+        entries = [c.name for c in data.iterdir()]
+        return bool(entries) and all(_DATA_CACHE_NAME.match(n) or _TEMP_NAME.match(n) for n in entries)
+    return False
+
+
+def build_state(build: Path) -> str:
+    """'missing', 'not-a-folder', 'marked', 'adoptable' or 'foreign'.
+
+    A folder made by labreport before the marker existed holds only labreport's names and
+    at least one that only labreport makes (SIGNATURE_NAMES, or data/ with only its cache
+    files); it is 'adoptable': marked by the next command that writes there, or by `clean`.
+    An empty folder is adoptable too. Anything else unmarked is 'foreign'.
     """
     build = Path(build)
     if not build.exists() and not build.is_symlink():
@@ -211,13 +231,15 @@ def build_state(build: Path) -> str:
         return "not-a-folder"
     if (build / MARKER).is_file():
         return "marked"
-    return "adoptable" if not foreign_entries(build) else "foreign"
+    return "adoptable" if not foreign_entries(build) and _looks_like_ours(build) else "foreign"
 
 
 def _describe_foreign(build: Path) -> str:
     names = foreign_entries(build)
+    if not names:
+        return f"only {', '.join(repr(c.name) for c in sorted(build.iterdir())[:5])}, not known as labreport's files"
     shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    return shown
+    return shown + ", which labreport did not create"
 
 
 def mark_build(build: Path) -> None:
@@ -241,7 +263,7 @@ def check_build_folder(build: Path, *, option: str = "-b") -> None:
     if state == "foreign":
         raise BuildFolderError(
             f"{_where(option, build)}: not a labreport build folder (no {MARKER} marker, and it holds "
-            f"{_describe_foreign(build)}, which labreport did not create); name a new or empty folder")
+            f"{_describe_foreign(build)}); name a new or empty folder")
     if state == "missing":
         try:
             build.mkdir(parents=True)
