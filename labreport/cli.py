@@ -193,7 +193,7 @@ def cmd_validate(args) -> int:
 def cmd_data(args) -> int:
     from labreport.train import datasets
 
-    data_dir = _build(args) / "data"
+    data_dir = _build(args, create=False) / "data"
     for name in datasets.NAMES:
         t0 = time.perf_counter()
         ds = datasets.load(name, data_dir=data_dir, log=lambda m: print(f"  {m}", file=sys.stderr))
@@ -351,12 +351,12 @@ def describe_model(spec: ExperimentSpec) -> str:
     return f"784-{dense}"
 
 
-def _build(args) -> Path:
+def _build(args, create: bool = True) -> Path:
     """The -b folder of a command that writes there, checked (store.check_build_folder)."""
     from labreport.results import store
 
     build = Path(args.build)
-    store.check_build_folder(build, option=getattr(args, "build_option", "-b"))
+    store.check_build_folder(build, option=getattr(args, "build_option", "-b"), create=create)
     return build
 
 

@@ -249,12 +249,14 @@ def mark_build(build: Path) -> None:
         write_text_atomic(path, MARKER_TEXT)
 
 
-def check_build_folder(build: Path, *, option: str = "-b") -> None:
+def check_build_folder(build: Path, *, option: str = "-b", create: bool = True) -> None:
     """Refuse (BuildFolderError, exit 2) a ``build`` that is a file, unwritable, or a folder
     labreport did not create; create it (marked) when missing. Nothing is deleted or overwritten.
 
     Every command that writes under build/ calls this first, so a mistyped ``-b .`` or
-    ``LABREPORT_BUILD=src`` fails before anything is written there.
+    ``LABREPORT_BUILD=src`` fails before anything is written there. ``create=False``: a
+    missing folder is left to be made by the command's first write and an unmarked one is
+    not marked (``data`` that finds nothing leaves nothing).
     """
     build = Path(build)
     state = build_state(build)
@@ -264,6 +266,11 @@ def check_build_folder(build: Path, *, option: str = "-b") -> None:
         raise BuildFolderError(
             f"{_where(option, build)}: not a labreport build folder (no {MARKER} marker, and it holds "
             f"{_describe_foreign(build)}); name a new or empty folder")
+    if state == "missing" and not create:
+        parent = next((p for p in build.absolute().parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise BuildFolderError(f"{_where(option, build)}: a part of this path is a file, not a folder")
+        return  # made (unmarked, adoptable) by the first file written there
     if state == "missing":
         try:
             build.mkdir(parents=True)
@@ -274,7 +281,7 @@ def check_build_folder(build: Path, *, option: str = "-b") -> None:
         except OSError as e:
             raise BuildFolderError(f"{_where(option, build)}: cannot create the folder ({e.strerror})") from None
     check_writable(build, option=option)
-    if state != "marked":
+    if state != "marked" and create:
         try:
             mark_build(build)
         except OSError as e:
