@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
-        n = len(e.errors)
-        print(f"{n} error{'s' * (n != 1)} in {args.config}; nothing was run or written.", file=sys.stderr)
+        n = getattr(e, "total", len(e.errors))
+        print(f"{n:,} error{'s' * (n != 1)} in {args.config}; nothing was run or written.", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `labreport list | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -54,6 +54,8 @@ MAX_AUTHORS = 100
 MAX_LAYER_UNITS = 1_000_000  # one hidden layer; the memory bound below is the real limit
 MAX_HIDDEN_LAYERS = 64
 MAX_CONV_LAYERS = 32
+MAX_FROM_CHAIN = 64  # `from` links followed from one experiment (resolved recursively)
+MAX_ERRORS_SHOWN = 100  # a file of 80,000 unknown keys gets 100 lines and a count, not 80,000 lines
 DEFAULT_MAX_EXPERIMENTS = 1_000  # after sweeps; LABREPORT_MAX_EXPERIMENTS changes it
 MAX_EXPERIMENTS_VAR = "LABREPORT_MAX_EXPERIMENTS"
 # Training memory of one model, roughly: float32 weights, their gradients and two optimizer
@@ -67,8 +69,9 @@ class ConfigError(Exception):
 
     exit_status = 2
 
-    def __init__(self, errors: list[str]):
+    def __init__(self, errors: list[str], total: int | None = None):
         self.errors = errors
+        self.total = len(errors) if total is None else total  # errors found; ``errors`` may show fewer
         super().__init__("\n".join(errors))
 
 
@@ -294,7 +297,10 @@ class _Collector:
                 if text not in seen:
                     seen.add(text)
                     lines.append(text)
-            raise ConfigError(lines)
+            total = len(lines)
+            if total > MAX_ERRORS_SHOWN:
+                lines = lines[:MAX_ERRORS_SHOWN] + [f"{self.path}: ... and {total - MAX_ERRORS_SHOWN:,} more errors"]
+            raise ConfigError(lines, total)
 
 
 def _check_table(table: dict, schema: dict[str, Check], errs: _Collector, line_of: Callable[[str], int],
@@ -495,6 +501,10 @@ def _validate(data: dict, text: str, path: str, max_experiments: int | None) -> 
         base: dict = {}
         parent = table.get("from")
         if parent is not None:
+            if len(stack) >= MAX_FROM_CHAIN:
+                errs.add(line_of("from"), context, f"key 'from': a chain of more than {MAX_FROM_CHAIN} 'from' links")
+                unresolvable.update(stack + (name,))
+                return None
             if parent in stack or parent == name:
                 cycle = stack[stack.index(parent):] if parent in stack else ()
                 errs.add(line_of("from"), context,

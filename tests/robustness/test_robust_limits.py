@@ -175,3 +175,23 @@ def test_bom_deep_nesting_and_a_huge_sweep_through_real_subprocesses(tmp_path):
             assert out.returncode == 2 and out.stderr.startswith(first), (command, out.stderr)
             assert "Traceback" not in out.stderr and len(out.stderr.splitlines()) == 2
     assert not (tmp_path / "build").exists()
+
+
+def test_a_long_chain_of_from_links_is_cut_instead_of_overflowing_the_stack(project):
+    """Declared backwards, each experiment inherits from the next: resolving was one Python frame per link."""
+    n = 200
+    text = "".join(f'[[experiment]]\nname = "a{i}"\nfrom = "a{i + 1}"\n\n' for i in range(n - 1))
+    text += BASE.split("\n", 3)[3].replace('"raw-1"', f'"a{n - 1}"')
+    (project.folder / "experiments.toml").write_text(text)
+    refused(project, [f"experiments.toml:{4 * i + 3}: experiment 'a{i}': key 'from': a chain of more than 64 'from'"
+                      " links" for i in (64, 129, 194)])
+
+
+def test_eighty_thousand_mistakes_print_a_hundred_lines_and_the_count(project):
+    text = BASE + "".join(f"k{i}x = 1\n" for i in range(80_000))
+    (project.folder / "experiments.toml").write_text(text)
+    out = project("validate")
+    assert out.status == 2 and len(out.err_lines) == 102
+    assert out.err_lines[0] == "experiments.toml:11: experiment 'raw-1': unknown key 'k0x'"
+    assert out.err_lines[-2:] == ["experiments.toml: ... and 79,900 more errors",
+                                  "80,000 errors in experiments.toml; nothing was run or written."]
