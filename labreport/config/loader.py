@@ -349,7 +349,7 @@ def max_experiments_default() -> int:
     return env.get(MAX_EXPERIMENTS_VAR, DEFAULT_MAX_EXPERIMENTS)
 
 
-def _too_deep(text: str) -> tuple[int, str] | None:
+def _text_problem(text: str) -> tuple[int, str] | None:
     """(line, what) where ``text`` nests deeper than MAX_NESTING or writes a number longer than
     MAX_NUMBER_DIGITS, else None.
 
@@ -412,7 +412,7 @@ def loads(text: str, path: str = "experiments.toml", *, max_experiments: int | N
                            " allow; save it as UTF-8 without BOM"])
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes; an experiments file is a few kB"])
-    deep = _too_deep(text)
+    deep = _text_problem(text)
     if deep:
         raise ConfigError([f"{path}:{deep[0]}: {deep[1]}"])
     try:
