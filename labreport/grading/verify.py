@@ -243,6 +243,8 @@ def result_problem(result: Any) -> str | None:
     for key, kind in RESULT_SHAPE.items():
         if result.get(key) is not None and not isinstance(result[key], kind):
             return f"{key!r} is {type(result[key]).__name__}, not {names[kind]}"
+    if result.get("status") not in store.STATUSES:  # issue R: the status is validated like the rest
+        return f"'status' is {json.dumps(result.get('status'))[:40]}, not one of {', '.join(store.STATUSES)}"
     return None
 
 

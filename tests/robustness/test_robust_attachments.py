@@ -152,3 +152,16 @@ def test_the_limits_leave_room_for_a_real_report():
     assert attachments.parse_json(data, "r.pdf", "results.json") == doc
     assert attachments.json_depth(data.decode()) < attachments.MAX_JSON_DEPTH // 4
     assert len(data) < attachments.MAX_ATTACHMENT_BYTES // 50
+
+
+@pytest.mark.parametrize("status,problem", [
+    ("banana", "'status' is \"banana\", not one of ok, diverged, failed"),
+    (["ok"], "'status' is [\"ok\"], not one of ok, diverged, failed"),
+    (None, "'status' is null, not one of ok, diverged, failed"),
+    ("diverged", None),
+])
+def test_an_attached_result_with_an_unknown_status_is_malformed(status, problem):
+    from labreport.grading import verify
+
+    result = {"status": status} if status is not None else {}
+    assert verify.result_problem(result) == problem
