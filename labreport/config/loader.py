@@ -93,7 +93,7 @@ def _is_int(v: Any) -> bool:
 def _int(lo: int | None = None, hi: int | None = None) -> Check:
     def check(v: Any) -> str | None:
         if not _is_int(v):
-            return f"expected an integer, got {_type_name(v)} ({v!r})"
+            return f"expected an integer, got {_type_name(v)} ({_short(v)})"
         if lo is not None and v < lo:
             return f"must be >= {lo}, got {v}"
         if hi is not None and v > hi:
@@ -107,7 +107,7 @@ def _float(lo: float | None = None, hi: float | None = None, *, lo_open: bool = 
            hi_open: bool = False) -> Check:
     def check(v: Any) -> str | None:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return f"expected a number, got {_type_name(v)} ({v!r})"
+            return f"expected a number, got {_type_name(v)} ({_short(v)})"
         if v != v or v in (float("inf"), float("-inf")):
             return f"must be a finite number, got {v}"
         if lo is not None and (v < lo or (lo_open and v == lo)):
@@ -120,7 +120,7 @@ def _float(lo: float | None = None, hi: float | None = None, *, lo_open: bool = 
 
 
 def _bool(v: Any) -> str | None:
-    return None if isinstance(v, bool) else f"expected true or false, got {_type_name(v)} ({v!r})"
+    return None if isinstance(v, bool) else f"expected true or false, got {_type_name(v)} ({_short(v)})"
 
 
 def _str(v: Any) -> str | None:
@@ -140,9 +140,9 @@ def _short(v: Any, limit: int = 60) -> str:
 def _choice(options: tuple[str, ...] | list[str]) -> Check:
     def check(v: Any) -> str | None:
         if not isinstance(v, str):
-            return f"expected a string, got {_type_name(v)} ({v!r})"
+            return f"expected a string, got {_type_name(v)} ({_short(v)})"
         if v not in options:
-            return f"expected one of: {', '.join(options)}; got {v!r}" + _suggest(v, options)
+            return f"expected one of: {', '.join(options)}; got {_short(v)}" + _suggest(v, options)
         return None
 
     return check
@@ -174,6 +174,8 @@ def _hidden(v: Any) -> str | None:
 
 
 def _suggest(word: str, options) -> str:
+    if len(word) > MAX_NAME_CHARS:  # no key or name is that long: nothing close to suggest
+        return ""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -310,11 +312,11 @@ def _check_table(table: dict, schema: dict[str, Check], errs: _Collector, line_o
     for key, value in table.items():
         label = f"{prefix}{key}"
         if key not in schema:
-            errs.add(line_of(key), context, f"unknown key {label!r}" + _suggest(key, schema))
+            errs.add(line_of(key), context, f"unknown key {_short(label)}" + _suggest(key, schema))
             continue
         problem = schema[key](value)
         if problem:
-            errs.add(line_of(key), context, f"key {label!r}: {problem}")
+            errs.add(line_of(key), context, f"key {_short(label)}: {problem}")
         else:
             good[key] = value
     return good
@@ -448,7 +450,7 @@ def _validate(data: dict, text: str, path: str, max_experiments: int | None) -> 
     for key in data:
         if key not in TOP_KEYS:
             line = lines.table(key)[0]
-            errs.add(line, "", f"unknown table {key!r}" + _suggest(key, TOP_KEYS))
+            errs.add(line, "", f"unknown table {_short(key)}" + _suggest(key, TOP_KEYS))
 
     report = _load_meta(data.get("report", {}), "report", REPORT_KEYS, ReportMeta, "authors", errs, lines)
     requirements = _load_meta(data.get("requirements", {}), "requirements", REQUIREMENT_KEYS, Requirements,
@@ -470,6 +472,7 @@ def _validate(data: dict, text: str, path: str, max_experiments: int | None) -> 
     own: dict[str, tuple[dict, int, Callable[[str], int]]] = {}
     invalid: dict[str, set[str]] = {}
     order: list[str] = []
+    folded: dict[str, str] = {}  # casefolded name -> name
     for i, table in enumerate(raw_experiments):
         line, keys = lines.table("experiment", i)
         line_of = _line_lookup(line, keys)
@@ -484,6 +487,12 @@ def _validate(data: dict, text: str, path: str, max_experiments: int | None) -> 
         if name in own:
             errs.add(line, context, f"duplicate name {name!r} (first declared at line {own[name][1]})")
             continue
+        twin = folded.get(name.casefold())
+        if twin is not None:  # build/runs/NAME: one folder for both on macOS and Windows
+            errs.add(line, context, f"name {name!r} differs from {twin!r} (line {own[twin][1]}) only by case;"
+                     " their results would share a folder on macOS and Windows")
+            continue
+        folded[name.casefold()] = name
         own[name] = (good, line, line_of)
         invalid[name] = set(table) - set(good)
         order.append(name)
@@ -512,7 +521,7 @@ def _validate(data: dict, text: str, path: str, max_experiments: int | None) -> 
                 unresolvable.update(cycle + (name,))
                 return None
             if parent not in own:
-                errs.add(line_of("from"), context, f"key 'from': no experiment named {parent!r}" + _suggest(parent, own))
+                errs.add(line_of("from"), context, f"key 'from': no experiment named {_short(parent)}" + _suggest(parent, own))
                 unresolvable.add(name)
                 return None
             got = resolve(parent, stack + (name,))
@@ -581,7 +590,7 @@ def _load_defaults(table: Any, errs: _Collector, lines: _Lines) -> dict:
     line_of = _line_lookup(line, keys)
     for key in NOT_INHERITED:
         if key in table:
-            errs.add(line_of(key), "[defaults]", f"key {key!r} cannot have a default (it belongs to one experiment)")
+            errs.add(line_of(key), "[defaults]", f"key {_short(key)} cannot have a default (it belongs to one experiment)")
     table = {k: v for k, v in table.items() if k not in NOT_INHERITED}
     good = _check_table(table, EXPERIMENT_KEYS, errs, line_of, "[defaults]")
     # Nested tables are checked here once, not once per experiment that inherits them.
@@ -790,21 +799,22 @@ def _expand_sweeps(sweeps: Any, resolved: dict[str, dict], own: dict, defaults: 
         return []
     out: list[ExperimentSpec] = []
     names = set(taken) | set(own)
+    folded = {n.casefold(): n for n in names}
     planned = len(own)  # experiments so far, counted before any sweep is expanded
     for i, sweep in enumerate(sweeps):
         line, keys = lines.table("sweep", i)
         line_of = _line_lookup(line, keys)
-        context = f"sweep #{i + 1}" + (f" (from {sweep['from']!r})" if isinstance(sweep.get("from"), str) else "")
+        context = f"sweep #{i + 1}" + (f" (from {_short(sweep['from'])})" if isinstance(sweep.get("from"), str) else "")
         before = len(errs.items)
         for key in sweep:
             if key not in SWEEP_KEYS:
-                errs.add(line_of(key), context, f"unknown key {key!r}" + _suggest(key, SWEEP_KEYS))
+                errs.add(line_of(key), context, f"unknown key {_short(key)}" + _suggest(key, SWEEP_KEYS))
         base_name = sweep.get("from")
         vary = sweep.get("vary")
         if not isinstance(base_name, str):
             errs.add(line, context, "missing required key 'from' (the experiment to vary)")
         elif base_name not in own:
-            errs.add(line_of("from"), context, f"key 'from': no experiment named {base_name!r}" + _suggest(base_name, own))
+            errs.add(line_of("from"), context, f"key 'from': no experiment named {_short(base_name)}" + _suggest(base_name, own))
         if not isinstance(vary, dict) or not vary:
             errs.add(line_of("vary") if "vary" in sweep else line, context,
                      "key 'vary': expected a table of key = [values], e.g. vary = { hidden = [5, 10] }")
@@ -812,7 +822,7 @@ def _expand_sweeps(sweeps: Any, resolved: dict[str, dict], own: dict, defaults: 
             for key, values in vary.items():
                 top = key.split(".")[0]
                 if top not in EXPERIMENT_KEYS or top in ("name", "from", "part"):
-                    errs.add(line_of("vary"), context, f"key 'vary.{key}': cannot vary {key!r}"
+                    errs.add(line_of("vary"), context, f"key 'vary.{key}': cannot vary {_short(key)}"
                              + _suggest(top, [k for k in EXPERIMENT_KEYS if k not in ("name", "from", "part")]))
                 elif not isinstance(values, list) or not values:
                     errs.add(line_of("vary"), context, f"key 'vary.{key}': expected a non-empty array of values")
@@ -854,7 +864,12 @@ def _expand_sweeps(sweeps: Any, resolved: dict[str, dict], own: dict, defaults: 
             if name in names:
                 errs.add(line, vcontext, f"expands to the duplicate name {name!r}")
                 continue
+            if name.casefold() in folded:
+                errs.add(line, vcontext, f"expands to {name!r}, which differs from {folded[name.casefold()]!r} only by"
+                         " case; their results would share a folder on macOS and Windows")
+                continue
             names.add(name)
+            folded[name.casefold()] = name
             table["name"] = name
             if "comment" in sweep:
                 table["comment"] = sweep["comment"]

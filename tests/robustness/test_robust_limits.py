@@ -195,3 +195,28 @@ def test_eighty_thousand_mistakes_print_a_hundred_lines_and_the_count(project):
     assert out.err_lines[0] == "experiments.toml:11: experiment 'raw-1': unknown key 'k0x'"
     assert out.err_lines[-2:] == ["experiments.toml: ... and 79,900 more errors",
                                   "80,000 errors in experiments.toml; nothing was run or written."]
+
+
+CASE_TWINS = [
+    ("two experiments", BASE + "\n" + BASE.split("\n", 3)[3].replace('"raw-1"', '"RAW-1"'),
+     ["experiments.toml:12: experiment 'RAW-1': name 'RAW-1' differs from 'raw-1' (line 4) only by case; their results"
+      " would share a folder on macOS and Windows"]),
+    ("a sweep variant", sweep("{ hidden = [1] }", name="Raw-1"),
+     ["experiments.toml:12: sweep #1 (from 'raw-1'), variant 'Raw-1': expands to 'Raw-1', which differs from 'raw-1'"
+      " only by case; their results would share a folder on macOS and Windows"]),
+]
+
+
+@pytest.mark.parametrize("text,expected", [c[1:] for c in CASE_TWINS], ids=[c[0] for c in CASE_TWINS])
+def test_names_differing_only_by_case_are_refused(project, text, expected):
+    (project.folder / "experiments.toml").write_text(text)
+    refused(project, expected)
+
+
+def test_huge_values_and_keys_are_cut_in_messages(project):
+    (project.folder / "experiments.toml").write_text(
+        _with("batch_size = 64", 'batch_size = "' + "6" * 50_000 + '"') + "k" * 5000 + " = 1\n")
+    refused(project, [
+        f"experiments.toml:9: experiment 'raw-1': key 'batch_size': expected an integer, got a string ('{'6' * 59}...)",
+        f"experiments.toml:11: experiment 'raw-1': unknown key '{'k' * 59}...",
+    ])
