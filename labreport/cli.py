@@ -357,6 +357,9 @@ def _build(args, create: bool = True) -> Path:
 
     build = Path(args.build)
     store.check_build_folder(build, option=getattr(args, "build_option", "-b"), create=create)
+    data_dir = os.environ.get("LABREPORT_DATA_DIR")
+    if data_dir and Path(data_dir).exists() and not Path(data_dir).is_dir():
+        raise store.BuildFolderError(f"LABREPORT_DATA_DIR={data_dir}: is a file, not a folder")
     return build
 
 

@@ -72,3 +72,11 @@ def test_through_a_real_subprocess_every_command_is_refused_the_same_way(tmp_pat
 
 def subprocess_cli(folder, env, *args):
     return cli(*args, cwd=folder, env=env)
+
+
+def test_a_data_dir_naming_a_file_is_refused_before_anything_runs(lr):
+    (lr.folder / "experiments.toml").write_text(MINIMAL_TOML)
+    for command in ("run", "data", "report"):
+        out = lr(command, LABREPORT_DATA_DIR="experiments.toml")
+        assert (out.status, out.stderr) == (2, "labreport: LABREPORT_DATA_DIR=experiments.toml: is a file, not a folder\n")
+    assert (lr.folder / "experiments.toml").read_text() == MINIMAL_TOML
