@@ -1,4 +1,5 @@
-"""The build/ folder: its layout, atomic writes, the result.json schema, and the run lock.
+"""The build/ folder: its layout, atomic writes, the result.json schema, the run lock, and the
+marker that lets ``clean`` delete only what labreport created.
 
 Layout (everything generated, git-ignored)::
 
@@ -8,6 +9,7 @@ Layout (everything generated, git-ignored)::
     build/quick/runs/<name>/  the same for --quick smoke runs (never mixed with full runs)
     build/figures/            PNG/SVG written by figures.py
     build/report.html, build/report.pdf, build/results.json
+    build/.labreport-build    the marker: this folder is labreport's (see OWNED_NAMES, clean_build)
 
 A result is *fresh* when its ``cache_key`` equals the spec's current key and its status
 is final (``ok`` or ``diverged``); anything else -- missing, unreadable, half-written,
