@@ -62,8 +62,13 @@ lock: ## re-pin requirements.txt from the current .venv
 	@{ echo "# Pinned environment of labreport (regenerate: make lock). Installed by the Makefile into .venv."; \
 	   $(BIN)/python -m pip freeze --exclude-editable | grep -viE '^(labreport|pyflakes|ruff)=='; } > requirements.txt
 
+# Both refuse a BUILD that is not a labreport build folder (no .labreport-build marker): BUILD=. must
+# never delete a project. Without .venv, clean has no labreport to ask and leaves everything.
 clean: ## delete the rendered report and figures (keeps data, features and trained results)
-	-$(LR) clean $(ARGS) 2>/dev/null || rm -rf $(BUILD)/figures $(BUILD)/report.html $(BUILD)/report.pdf
+	@if [ -x $(LR) ]; then $(LR) clean $(ARGS); else echo "no $(LR) (make venv first): nothing cleaned" >&2; fi
 
-distclean: ## delete build/ and .venv entirely
+distclean: ## delete build/ (only a labreport build folder) and .venv entirely
+	@if [ -e $(BUILD) ] && [ ! -f $(BUILD)/.labreport-build ]; then \
+	  echo "$(BUILD) is not a labreport build folder (no .labreport-build marker): not deleted;" \
+	       "\`labreport clean --all -b $(BUILD)\` empties an older one" >&2; exit 2; fi
 	rm -rf $(BUILD) $(VENV)

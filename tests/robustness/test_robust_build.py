@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from robust_cli import lr  # noqa: F401 - the fixture
@@ -241,3 +243,23 @@ def test_grade_into_a_read_only_folder_is_refused_before_grading(project):
     assert out.status == 2 and out.stdout == ""
     assert out.stderr.startswith("labreport: -o grades: the folder is not writable (")
     assert os.listdir(out_dir) == []
+
+
+def test_make_clean_and_distclean_with_build_dot_delete_nothing(tmp_path):
+    make = shutil.which("make", path=SYSTEM_PATH)
+    if make is None:
+        pytest.skip("no make")
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[2] / "Makefile", root / "Makefile")
+    (root / "figures").mkdir()  # the student's own figures: the old fallback rm -rf'ed BUILD/figures
+    (root / "figures" / "plot.png").write_bytes(b"png")
+    (root / "notes.md").write_text("mine\n")
+    before = snapshot(root)
+    lr_bin = Path(sys.executable).parent / "labreport"
+    for target in ("clean", "distclean"):
+        out = subprocess.run([make, "-s", target, "BUILD=.", f"VENV={tmp_path / 'no-venv'}", f"LR={lr_bin}"],
+                             cwd=root, capture_output=True, text=True)
+        assert out.returncode == 2 and "not a labreport build folder" in out.stderr, (target, out.stderr)
+        assert "Traceback" not in out.stderr
+    assert snapshot(root) == before
