@@ -204,17 +204,21 @@ def foreign_entries(build: Path) -> list[str]:
 # is an older labreport's build folder. A lone data/ counts only if it holds our cache files:
 # a project folder with just its own data/ must never be adopted (clean --all would empty it).
 SIGNATURE_NAMES = frozenset({".lock", "runs", "quick", "results.json", "report.html", ".report.pdf.stamp"})
-_DATA_CACHE_NAME = re.compile(r"^(mnist|fashion)\.npz$")
+# Folders with common names count only when they hold nothing but labreport's own files.
+_SIGNATURE_CONTENT = {"data": re.compile(r"^(mnist|fashion)\.npz$"),  # `labreport data`
+                      "grades": re.compile(r"^grades\.(csv|html)$")}  # `labreport grade` (-o build/grades)
 
 
 def _looks_like_ours(build: Path) -> bool:
     names = {child.name for child in build.iterdir()}
     if not names or names & SIGNATURE_NAMES:
         return True
-    data = build / "data"
-    if data.is_dir() and not data.is_symlink():
-        entries = [c.name for c in data.iterdir()]
-        return bool(entries) and all(_DATA_CACHE_NAME.match(n) or _TEMP_NAME.match(n) for n in entries)
+    for name, pattern in _SIGNATURE_CONTENT.items():
+        folder = build / name
+        if folder.is_dir() and not folder.is_symlink():
+            entries = [c.name for c in folder.iterdir()]
+            if entries and all(pattern.match(n) or _TEMP_NAME.match(n) for n in entries):
+                return True
     return False
 
 
@@ -222,8 +226,9 @@ def build_state(build: Path) -> str:
     """'missing', 'not-a-folder', 'marked', 'adoptable' or 'foreign'.
 
     A folder made by labreport before the marker existed holds only labreport's names and
-    at least one that only labreport makes (SIGNATURE_NAMES, or data/ with only its cache
-    files); it is 'adoptable': marked by the next command that writes there, or by `clean`.
+    at least one that only labreport makes (SIGNATURE_NAMES, or data/ or grades/ holding only
+    labreport's files); it is 'adoptable': marked by the next command that writes there, or
+    by `clean`. (`data` and `grade -o build/grades` write without marking.)
     An empty folder is adoptable too. Anything else unmarked is 'foreign'.
     """
     build = Path(build)

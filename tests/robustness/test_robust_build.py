@@ -263,3 +263,13 @@ def test_make_clean_and_distclean_with_build_dot_delete_nothing(tmp_path):
         assert out.returncode == 2 and "not a labreport build folder" in out.stderr, (target, out.stderr)
         assert "Traceback" not in out.stderr
     assert snapshot(root) == before
+
+
+def test_a_build_made_by_grade_alone_is_adopted_by_the_next_run(lr):
+    (lr.folder / "experiments.toml").write_text(MINIMAL_TOML)
+    (lr.folder / "hand-ins").mkdir()
+    assert lr("grade", "hand-ins").status == 0  # default -o build/grades
+    assert sorted(os.listdir(lr.folder / "build")) == ["grades"]
+    out = lr("render", "--no-pdf")
+    assert out.status == 0, out.stderr
+    assert (lr.folder / "build" / store.MARKER).exists()
