@@ -211,7 +211,6 @@ def cmd_run(args) -> int:
         build = Path(args.build)
         if build.exists() and not build.is_dir():
             _build(args)  # the same message as the commands that write
-
         for spec, status in runner.plan(config, build, quick=args.quick, names=args.names or None):
             print(f"{status:<8} {spec.name}")
         return 0
@@ -293,7 +292,6 @@ def cmd_verify(args) -> int:
 
 def cmd_grade(args) -> int:
     from labreport.grading import grade
-
     from labreport.results import store
 
     out_dir = Path(args.output)

@@ -156,7 +156,8 @@ class BuildLock:
         os.write(fd, str(os.getpid()).encode())
         self.fd = fd
         if adopt:
-            mark_build(self.path.parent)
+            with contextlib.suppress(OSError):  # unwritable: the run's first write says so, by name
+                mark_build(self.path.parent)
         return self
 
     def __exit__(self, *exc: object) -> None:
