@@ -312,7 +312,9 @@ def _check_table(table: dict, schema: dict[str, Check], errs: _Collector, line_o
     for key, value in table.items():
         label = f"{prefix}{key}"
         if key not in schema:
-            errs.add(line_of(key), context, f"unknown key {_short(label)}" + _suggest(key, schema))
+            # "did you mean" costs a difflib pass; past the lines that will be shown, only count.
+            hint = _suggest(key, schema) if len(errs.items) < MAX_ERRORS_SHOWN else ""
+            errs.add(line_of(key), context, f"unknown key {_short(label)}" + hint)
             continue
         problem = schema[key](value)
         if problem:
