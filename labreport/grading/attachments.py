@@ -56,22 +56,29 @@ def read(reader: Any, submission: Path | str) -> dict[str, bytes]:
 
 
 def _content(entry: Any, submission: Path | str, name: str) -> bytes:
+    """The file's bytes: stored plain, or with a single /FlateDecode (what WeasyPrint and pypdf write).
+
+    Anything else is refused rather than handed to pypdf's decoders: they decode a whole
+    chain in memory, and a few kB of /FlateDecode twice, or with a predictor, is gigabytes.
+    """
     stream = entry._embedded_file  # pypdf keeps the file's stream here; no public raw access
     raw = getattr(stream, "_data", None)
     filters = stream.get("/Filter")
     if filters is not None and not isinstance(filters, (list, tuple)):
         filters = [filters]
     filters = [str(f) for f in (filters or [])]
-    if isinstance(raw, bytes) and filters in ([], ["/FlateDecode"]) and "/DecodeParms" not in stream:
-        return raw if not filters else inflate(raw, submission, name)
-    # Another filter (not written by labreport): decoded by pypdf, but only a small stream.
-    if isinstance(raw, bytes) and len(raw) > MAX_ATTACHMENT_BYTES // 100:
-        raise _fail(submission, name, f"uses the filter {', '.join(filters) or 'none'} on"
-                    f" {len(raw):,} bytes; labreport reads up to {MAX_ATTACHMENT_BYTES // 100:,} bytes that way")
-    data = stream.get_data()
-    if len(data) > MAX_ATTACHMENT_BYTES:
+    if not isinstance(raw, bytes):  # pragma: no cover - a pypdf without _data: decode, then bound
+        data = stream.get_data()
+        if len(data) > MAX_ATTACHMENT_BYTES:
+            raise _fail(submission, name, f"is larger than {MAX_ATTACHMENT_BYTES:,} bytes")
+        return data
+    if filters not in ([], ["/FlateDecode"]) or stream.get("/DecodeParms") is not None:
+        shown = " ".join(filters) + (" with /DecodeParms" if stream.get("/DecodeParms") is not None else "")
+        raise _fail(submission, name, f"is stored with the PDF filter {shown}; labreport reads attachments"
+                    " stored plain or with one /FlateDecode")
+    if len(raw) > MAX_ATTACHMENT_BYTES:
         raise _fail(submission, name, f"is larger than {MAX_ATTACHMENT_BYTES:,} bytes")
-    return data
+    return inflate(raw, submission, name) if filters else raw
 
 
 def inflate(raw: bytes, submission: Path | str, name: str) -> bytes:

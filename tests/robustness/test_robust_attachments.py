@@ -27,10 +27,11 @@ def results_with(value_text: str) -> bytes:
     return json.dumps(RESULTS).encode()[:-1] + b', "extra": ' + value_text.encode() + b"}"
 
 
-def make_pdf(path: Path, files: dict[str, bytes], *, deflate: set[str] = frozenset()) -> Path:
-    """A one-page PDF carrying ``files``; the names in ``deflate`` as raw FlateDecode streams."""
+def make_pdf(path: Path, files: dict[str, bytes], *, deflate: set[str] = frozenset(), twice: bool = False) -> Path:
+    """A one-page PDF carrying ``files``; the names in ``deflate`` as raw FlateDecode streams
+    (``twice``: deflated twice, /Filter [/FlateDecode /FlateDecode])."""
     from pypdf import PdfWriter
-    from pypdf.generic import NameObject
+    from pypdf.generic import ArrayObject, NameObject
 
     writer = PdfWriter()
     writer.add_blank_page(200, 200)
@@ -41,6 +42,9 @@ def make_pdf(path: Path, files: dict[str, bytes], *, deflate: set[str] = frozens
             stream = entry._embedded_file
             stream._data = zlib.compress(files[entry.name], 9)
             stream[NameObject("/Filter")] = NameObject("/FlateDecode")
+            if twice:
+                stream._data = zlib.compress(stream._data, 9)
+                stream[NameObject("/Filter")] = ArrayObject([NameObject("/FlateDecode")] * 2)
     with open(path, "wb") as f:
         writer.write(f)
     return path
@@ -165,3 +169,12 @@ def test_an_attached_result_with_an_unknown_status_is_malformed(status, problem)
 
     result = {"status": status} if status is not None else {}
     assert verify.result_problem(result) == problem
+
+
+def test_a_double_deflate_bomb_is_refused_before_any_decoding(lr):
+    """50 MB deflated twice is ~1 kB: pypdf would decode the whole chain in memory."""
+    make_pdf(lr.folder / "hand-in.pdf", good_files(**{"results.json": ZEROS}), deflate={"results.json"}, twice=True)
+    out = lr("verify", "hand-in.pdf")
+    assert (out.status, out.stderr) == (2, "labreport: hand-in.pdf: the attached results.json is stored with the PDF"
+                                           " filter /FlateDecode /FlateDecode; labreport reads attachments stored plain"
+                                           " or with one /FlateDecode\n")
