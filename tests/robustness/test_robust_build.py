@@ -194,13 +194,17 @@ def read_only(path):
         subprocess.run([chattr, "-i", str(path)], check=True)
 
 
-@pytest.mark.parametrize("command", ["run", "render", "report", "clean"])
+READ_ONLY_COMMANDS = {"run": ("run",), "render": ("render",), "report": ("report",), "clean": ("clean", "--all"),
+                      "verify --rerun": ("verify", "hand-in.pdf", "--rerun", "1")}
+
+
+@pytest.mark.parametrize("command", list(READ_ONLY_COMMANDS))
 def test_a_read_only_build_folder_is_one_line(project, command):
     build = project.folder / "build"
     store.mark_build(build)
     before = snapshot(project.folder)
     with read_only(build):
-        out = project(command, "--all") if command == "clean" else project(command)
+        out = project(*READ_ONLY_COMMANDS[command])
         after = snapshot(project.folder)
     assert out.status == 2 and out.stdout == ""
     assert out.stderr in ("labreport: -b build: the folder is not writable (Operation not permitted)\n",
