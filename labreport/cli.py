@@ -1,4 +1,4 @@
-"""Command line: ``labreport {list,check,data,run,render,report,clean,verify,grade}``.
+"""Command line: ``labreport {list,validate,data,run,status,render,report,check,export,clean,verify,grade}``.
 
 Heavy modules (TensorFlow via the engine, matplotlib/WeasyPrint via render) are imported
 inside the command that needs them, so ``list``/``check`` answer instantly and a fully
@@ -15,15 +15,16 @@ import fnmatch
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from labreport import __version__, env
-from labreport.config.loader import ConfigError, load
+from labreport.config.loader import load
 from labreport.config.param_counts import breakdown, fmt
-from labreport.errors import UserError, user_error
-from labreport.config.spec import ExperimentSpec
+from labreport.errors import ConfigError, UserError
+from labreport.results.layout import BuildLayout
 
-EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 # OSErrors that mean "this machine's files or disk", not "labreport is wrong".
 _FIXABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
                    errno.EISDIR, errno.ENAMETOOLONG}
@@ -40,24 +41,44 @@ def _jobs(text: str) -> int:
     return value
 
 
+def _options(*add: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+    """An option group shared by several subcommands (an argparse parent, mkdocs' common_options)."""
+    group = argparse.ArgumentParser(add_help=False)
+    for adder in add:
+        adder(group)
+    return group
+
+
 def _parser(settings: dict | None = None) -> argparse.ArgumentParser:
     """The argument parser; ``settings`` are the parsed LABREPORT_* variables (env.read()) giving defaults."""
     settings = settings or {}
     build_default = settings.get("LABREPORT_BUILD", "build")
-    jobs_default = settings.get("LABREPORT_JOBS", 1)
-    scheduler_default = settings.get("LABREPORT_SCHEDULER")
+
+    def config_and_build(g: argparse.ArgumentParser) -> None:
+        g.add_argument("-c", "--config", default="experiments.toml", help="the experiments file (default: %(default)s)")
+        g.add_argument("-b", "--build", default=build_default, help="output folder (default: %(default)s)")
+
+    def quick(g: argparse.ArgumentParser) -> None:
+        g.add_argument("--quick", action="store_true", default=bool(settings.get("LABREPORT_QUICK")),
+                       help="smoke run: few epochs on a data subsample, stored apart from full runs (env LABREPORT_QUICK=1)")
+
+    def training(g: argparse.ArgumentParser) -> None:
+        g.add_argument("-j", "--jobs", type=_jobs, default=settings.get("LABREPORT_JOBS", 1),
+                       help="experiments trained in parallel processes, 0 = one per core (default: %(default)s)")
+        g.add_argument("--scheduler", default=settings.get("LABREPORT_SCHEDULER"),
+                       help="Dask scheduler address tcp://HOST:PORT to ship experiments to a cluster")
+
+    def rendering(g: argparse.ArgumentParser) -> None:
+        g.add_argument("--no-pdf", action="store_true", help="only write the HTML")
+        g.add_argument("--templates", help="a folder of templates overriding the bundled ones")
+
     p = argparse.ArgumentParser(
         prog="labreport",
         description="Run the experiments of experiments.toml and render build/report.{html,pdf}.",
     )
     p.add_argument("--version", action="version", version=f"labreport {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", default="experiments.toml", help="the experiments file (default: %(default)s)")
-    common.add_argument("-b", "--build", default=build_default,
-                        help="output folder (default: %(default)s)")
-    quick = argparse.ArgumentParser(add_help=False)
-    quick.add_argument("--quick", action="store_true", default=bool(settings.get("LABREPORT_QUICK")),
-                       help="smoke run: few epochs on a data subsample, stored apart from full runs (env LABREPORT_QUICK=1)")
+    common, quick_group = _options(config_and_build), _options(quick)
+    training_group, rendering_group = _options(training), _options(rendering)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("list", parents=[common], help="print the resolved experiments (after defaults and sweeps)")
@@ -66,28 +87,31 @@ def _parser(settings: dict | None = None) -> argparse.ArgumentParser:
 
     sub.add_parser("validate", parents=[common], help="only validate the experiments file (exit 2 on errors)")
 
-    s = sub.add_parser("data", parents=[common], help="fetch and verify MNIST and Fashion-MNIST into build/data")
+    s = sub.add_parser("data", parents=[common], help="fetch and verify MNIST and Fashion-MNIST into build/data"
+                       " (or $LABREPORT_DATA_DIR)")
 
-    s = sub.add_parser("run", parents=[common, quick], help="train the experiments whose results are missing or stale")
+    s = sub.add_parser("run", parents=[common, quick_group, training_group],
+                       help="train the experiments whose results are missing or stale")
     s.add_argument("names", nargs="*", help="only these experiments (default: all)")
-    s.add_argument("-j", "--jobs", type=_jobs, default=jobs_default,
-                   help="experiments trained in parallel processes, 0 = one per core (default: %(default)s)")
     s.add_argument("--force", action="store_true", help="re-train even if a fresh result exists")
-    s.add_argument("--dry-run", action="store_true", help="only show what would be trained")
-    s.add_argument("--scheduler", default=scheduler_default,
-                   help="Dask scheduler address tcp://HOST:PORT to ship experiments to a cluster")
+    s.add_argument("--dry-run", action="store_true", help="only show what would be trained, and why")
 
-    s = sub.add_parser("render", parents=[common, quick], help="render build/report.html and .pdf from stored results (no training)")
-    s.add_argument("--no-pdf", action="store_true", help="only write the HTML")
-    s.add_argument("--templates", help="a folder of templates overriding the bundled ones")
+    s = sub.add_parser("status", parents=[common, quick_group],
+                       help="which results are up to date, and why the others are not (no training)")
+    s.add_argument("names", nargs="*", help="only these experiments (default: all)")
 
-    s = sub.add_parser("report", parents=[common, quick], help="run what is stale, then render (what `make report` does)")
-    s.add_argument("-j", "--jobs", type=_jobs, default=jobs_default)
-    s.add_argument("--no-pdf", action="store_true")
-    s.add_argument("--templates")
-    s.add_argument("--scheduler", default=scheduler_default)
+    s = sub.add_parser("render", parents=[common, quick_group, rendering_group],
+                       help="render build/report.html and .pdf from stored results (no training)")
 
-    s = sub.add_parser("check", parents=[common, quick], help="check the lab's hand-in requirements ([requirements] in the TOML)")
+    s = sub.add_parser("report", parents=[common, quick_group, training_group, rendering_group],
+                       help="run what is stale, then render (what `make report` does)")
+
+    s = sub.add_parser("check", parents=[common, quick_group], help="check the lab's hand-in requirements ([requirements] in the TOML)")
+
+    s = sub.add_parser("export", parents=[common, quick_group],
+                       help="the results table (one row per experiment, the report's numbers) as CSV, Markdown or JSON")
+    s.add_argument("--format", choices=("csv", "md", "json"), default="csv", help="(default: %(default)s)")
+    s.add_argument("-o", "--output", help="write to this file (default: standard output)")
 
     s = sub.add_parser("clean", parents=[common], help="delete generated output (keeps data, features and runs unless --all)")
     s.add_argument("--all", action="store_true", help="also delete trained results, features and data")
@@ -128,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
-        n = getattr(e, "total", len(e.errors))
+        n = e.total
         print(f"{n:,} error{'s' * (n != 1)} in {args.config}; nothing was run or written.", file=sys.stderr)
-        return EXIT_USAGE
+        return e.exit_status
     except BrokenPipeError:  # `labreport list | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -149,12 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         target = e.filename2 or e.filename  # os.replace(temp, target): name the file the user knows
         print(f"labreport: {target}: {e.strerror}; files written before are intact", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as e:  # known user-facing errors only; anything else is a bug: traceback
-        known = user_error(e)
-        if known is None:
-            raise
-        print(f"labreport: {known}", file=sys.stderr)
-        return known.exit_status
+    except UserError as e:  # anything else is a bug and keeps its traceback
+        print(f"labreport: {e}", file=sys.stderr)
+        return e.exit_status
 
 
 # --------------------------------------------------------------------------- commands
@@ -162,13 +183,13 @@ def cmd_list(args) -> int:
     config = load(args.config)
     rows = []
     for spec in config.experiments:
-        row = [spec.name + (" *" if spec.chosen else ""), spec.part, describe_model(spec),
-               spec.activation, f"{spec.dropout:g}", str(spec.batch_size), str(spec.epochs)]
+        row = [spec.name + (" *" if spec.chosen else ""), spec.part, spec.summary, str(spec.batch_size),
+               str(spec.epochs)]
         if args.params:
             row.append(fmt(breakdown(spec).total))
         rows.append(row)
-    header = ["name", "part", "model", "act", "drop", "batch", "epochs"] + (["params"] if args.params else [])
-    _print_table(header, rows, right={"drop", "batch", "epochs", "params"})
+    header = ["name", "part", "model", "batch", "epochs"] + (["params"] if args.params else [])
+    _print_table(header, rows, right={"batch", "epochs", "params"})
     chosen = ", ".join(f"{s.part}: {s.name}" for s in config.experiments if s.chosen)
     print(f"\n{len(config.experiments)} experiments in {args.config}; * = chosen ({chosen or 'none'})")
     if args.layers:
@@ -193,7 +214,7 @@ def cmd_validate(args) -> int:
 def cmd_data(args) -> int:
     from labreport.train import datasets
 
-    data_dir = _build(args, create=False) / "data"
+    data_dir = BuildLayout(_build(args, create=False)).data_dir  # $LABREPORT_DATA_DIR wins, as for run and render
     for name in datasets.NAMES:
         t0 = time.perf_counter()
         ds = datasets.load(name, data_dir=data_dir, log=lambda m: print(f"  {m}", file=sys.stderr))
@@ -211,13 +232,40 @@ def cmd_run(args) -> int:
         build = Path(args.build)
         if build.exists() and not build.is_dir():
             _build(args)  # the same message as the commands that write
-        for spec, status in runner.plan(config, build, quick=args.quick, names=args.names or None):
-            print(f"{status:<8} {spec.name}")
+        _print_staleness(config, build, args, only_stale=not args.force)
         return 0
     build = _build(args)
     summary = runner.run(config, build, quick=args.quick, names=args.names or None, jobs=args.jobs,
                          force=args.force, executor=_executor(args))
     return EXIT_FAILED if summary.failed else 0
+
+
+def cmd_status(args) -> int:
+    config = load(args.config)
+    _check_names(config, args.names)
+    build = Path(args.build)
+    if build.exists() and not build.is_dir():
+        _build(args)  # the same message as the commands that write
+    _print_staleness(config, build, args, only_stale=False)
+    return 0
+
+
+def _print_staleness(config, build: Path, args, *, only_stale: bool) -> None:
+    """One line per selected experiment: its status and why (dvc status style), then a count."""
+    from labreport.results import staleness
+    from labreport.train import runner
+
+    specs = runner.select(config, args.names or None)
+    decisions = staleness.check_all(config, BuildLayout(build, args.quick), specs=specs)
+    width = max((len(d.name) for d in decisions), default=0)
+    for d in decisions:
+        if not (only_stale and d.fresh):
+            print(f"{d.status:<8} {d.name:<{width}}  {d.why()}".rstrip())
+    n_todo = sum(not d.fresh for d in decisions)
+    verb = "would be trained" if only_stale else "to train"
+    print(f"{len(decisions) - n_todo} up to date, {n_todo} {verb}"
+          f"{' (--force: all)' if only_stale and args.force else ''}"
+          f"{' (--quick results)' if args.quick else ''}")
 
 
 def _executor(args):
@@ -268,10 +316,24 @@ def cmd_check(args) -> int:
     return 0 if all(c.ok for c in results) else EXIT_FAILED
 
 
+def cmd_export(args) -> int:
+    config = load(args.config)
+    from labreport.results import frame, store
+
+    table = frame.load_results(config, Path(args.build), quick=args.quick)
+    text = frame.export(table, args.format)
+    if args.output:
+        store.write_text_atomic(Path(args.output), text)
+        print(f"wrote {args.output} ({len(table)} experiments, {args.format})")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_clean(args) -> int:
     from labreport.results import store
 
-    keep = set() if args.all else {"data", "features", "runs", "quick"}
+    keep = set() if args.all else set(BuildLayout.EXPENSIVE)
     for path in store.clean_build(Path(args.build), keep=keep, option=args.build_option):
         print(f"removed {path}")
     return 0
@@ -308,6 +370,7 @@ def cmd_grade(args) -> int:
 
 _CONFIG_ENV = ("LABREPORT_MAX_EXPERIMENTS",)
 _BUILD_ENV = ("LABREPORT_BUILD", "LABREPORT_DATA_DIR")
+_QUICK_ENV = ("LABREPORT_QUICK", "LABREPORT_QUICK_EPOCHS", "LABREPORT_QUICK_TRAIN", "LABREPORT_QUICK_TEST")
 _TRAIN_ENV = ("LABREPORT_QUICK", "LABREPORT_OFFLINE", "LABREPORT_JOBS", "LABREPORT_SCHEDULER",
               "LABREPORT_QUICK_EPOCHS", "LABREPORT_QUICK_TRAIN", "LABREPORT_QUICK_TEST")
 # The LABREPORT_* variables each command reads (env.VARIABLES says what they mean).
@@ -316,9 +379,11 @@ ENV_USED_BY = {
     "validate": _CONFIG_ENV,
     "data": _BUILD_ENV + ("LABREPORT_OFFLINE",),
     "run": _CONFIG_ENV + _BUILD_ENV + _TRAIN_ENV,
+    "status": _CONFIG_ENV + _BUILD_ENV + _QUICK_ENV,
     "render": _CONFIG_ENV + _BUILD_ENV + ("LABREPORT_QUICK",),
     "report": _CONFIG_ENV + _BUILD_ENV + _TRAIN_ENV,
     "check": _CONFIG_ENV + _BUILD_ENV + ("LABREPORT_QUICK",),
+    "export": _CONFIG_ENV + _BUILD_ENV + _QUICK_ENV,
     "clean": ("LABREPORT_BUILD",),
     "verify": _CONFIG_ENV + _BUILD_ENV + _TRAIN_ENV,
     "grade": _CONFIG_ENV,
@@ -329,9 +394,11 @@ COMMANDS = {
     "validate": cmd_validate,
     "data": cmd_data,
     "run": cmd_run,
+    "status": cmd_status,
     "render": cmd_render,
     "report": cmd_report,
     "check": cmd_check,
+    "export": cmd_export,
     "clean": cmd_clean,
     "verify": cmd_verify,
     "grade": cmd_grade,
@@ -339,16 +406,6 @@ COMMANDS = {
 
 
 # --------------------------------------------------------------------------- helpers
-def describe_model(spec: ExperimentSpec) -> str:
-    dense = "-".join([*(str(h) for h in spec.hidden), "10"])  # no hidden layer: straight to the 10 outputs
-    if spec.conv:
-        convs = " ".join(f"c{c.filters}k{c.kernel}" + (f"p{c.pool}" if c.pool > 1 else "") for c in spec.conv)
-        return f"{convs} | {dense}"
-    if spec.hog:
-        return f"hog p{spec.hog.pixels_per_cell} o{spec.hog.orientations} ({spec.hog.n_features})-{dense}"
-    return f"784-{dense}"
-
-
 def _build(args, create: bool = True) -> Path:
     """The -b folder of a command that writes there, checked (store.check_build_folder)."""
     from labreport.results import store

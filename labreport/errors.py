@@ -1,6 +1,8 @@
-"""Errors a user can fix (bad input, missing data, a busy build/): a message, no traceback.
+"""Errors a user can fix, each carrying the exit status the CLI ends with (no traceback).
 
-Anything else that escapes a command is a bug and keeps its traceback.
+One family, as dvc's ``DvcException`` and mkdocs' ``Abort``: ``cli.main`` catches
+:class:`UserError`, prints its message and exits with its ``exit_status``. Anything
+else that escapes a command is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,20 +14,32 @@ class UserError(Exception):
     exit_status = 2
 
 
-def user_error(exc: BaseException) -> UserError | None:
-    """``exc`` as a UserError if it is one of the known user-facing errors, else None."""
-    if isinstance(exc, UserError):
-        return exc
-    name = type(exc).__name__
-    if name == "DataError":  # datasets.DataError: data missing or corrupt everywhere we looked
-        err = UserError(str(exc))
-        return err
-    if name == "BuildLocked":  # store.BuildLocked: another run holds build/.lock
-        err = UserError(str(exc))
-        err.exit_status = 3
-        return err
-    if name == "TemplateError" or name == "RenderError":  # render: user-modified template is broken
-        err = UserError(str(exc))
-        err.exit_status = 2
-        return err
-    return None
+class ConfigError(UserError):
+    """Invalid experiments.toml; ``errors`` holds one formatted line per problem shown."""
+
+    def __init__(self, errors: list[str], total: int | None = None):
+        self.errors = errors
+        self.total = len(errors) if total is None else total  # errors found; ``errors`` may show fewer
+        super().__init__("\n".join(errors))
+
+
+class DataError(UserError):
+    """No source gave a verified copy of a data set; the message lists every attempt."""
+
+
+class BuildLocked(UserError):
+    """Another labreport process holds build/.lock."""
+
+    exit_status = 3
+
+
+class UnknownExperiment(UserError, ValueError):
+    """A name or pattern given on the command line matches no experiment of the config."""
+
+
+class TemplateError(UserError):
+    """A (user-modified) template is broken; the message names the file and the line."""
+
+
+class RenderError(UserError):
+    """The report could not be written (e.g. the templates are missing, WeasyPrint failed)."""

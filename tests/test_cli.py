@@ -74,10 +74,70 @@ def test_list_output_piped_into_head_is_not_an_error():
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
 
 
-def test_model_description_without_hidden_layers():
-    from labreport.cli import describe_model
+def test_model_summary_without_hidden_layers():
     from labreport.config.loader import loads
 
-    spec = loads('[[experiment]]\nname = "lr"\npart = "raw"\nhidden = []\nactivation = "relu"\n'
-                 'batch_size = 1\nepochs = 1\n').experiments[0]
-    assert describe_model(spec) == "784-10"
+    lab = loads('[[experiment]]\nname = "lr"\npart = "raw"\nhidden = []\nactivation = "relu"\n'
+                'batch_size = 1\nepochs = 1\n'
+                '[[experiment]]\nname = "c"\nfrom = "lr"\npart = "cnn"\nconv = [{ filters = 4, kernel = 3 }]\n')
+    assert [s.summary for s in lab.experiments] == ["784-10, relu", "conv 4(3x3) → 10, relu"]
+
+
+def test_list_prints_the_model_summary_of_the_report_tables():
+    out = run("list")
+    assert out.returncode == 0, out.stderr
+    lines = {line.split()[0]: line for line in out.stdout.splitlines() if line and not line.startswith("name")}
+    assert "784-250-10, tanh, dropout 0.5" in lines["raw-tanh-250"]
+    assert "HOG p4 o8: 392-200-10, sigmoid, dropout 0.5" in lines["hog-sigmoid-p4-o8"]
+    assert "conv 9(5x5)·9(5x5)·16(3x3) → 25 → 10, relu" in lines["cnn-relu-25"]
+
+
+def test_user_errors_carry_their_exit_status():
+    from labreport import errors
+
+    assert {cls.__name__: cls.exit_status for cls in (
+        errors.ConfigError, errors.DataError, errors.BuildLocked, errors.UnknownExperiment,
+        errors.TemplateError, errors.RenderError)} == {
+        "ConfigError": 2, "DataError": 2, "BuildLocked": 3, "UnknownExperiment": 2,
+        "TemplateError": 2, "RenderError": 2}
+    assert all(issubclass(cls, errors.UserError) for cls in (
+        errors.ConfigError, errors.DataError, errors.BuildLocked, errors.UnknownExperiment,
+        errors.TemplateError, errors.RenderError))
+
+
+def test_a_locked_build_exits_3_without_a_traceback(tmp_path):
+    from labreport.results import store
+
+    build = tmp_path / "build"
+    (build / "figures").mkdir(parents=True)
+    with store.BuildLock(build):
+        out = run("clean", "-b", str(build), cwd=tmp_path)
+    assert out.returncode == 3 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == f"labreport: {build}/ is in use by another labreport process (pid {os.getpid()});" \
+                                 " wait for it to finish or stop it"
+    assert (build / "figures").is_dir()
+
+
+@pytest.mark.parametrize("command", ["list", "validate", "data", "run", "status", "render", "report", "check",
+                                     "export", "clean", "verify", "grade"])
+def test_every_flag_of_every_command_is_documented(command):
+    from labreport import cli
+
+    parser = cli._parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    undocumented = [a.option_strings or a.dest for a in sub._actions if not a.help]
+    assert undocumented == []
+    if command == "report":  # run's training flags and render's flags, from the shared groups
+        flags = {s for a in sub._actions for s in a.option_strings}
+        assert flags >= {"-c", "-b", "--quick", "--jobs", "--scheduler", "--no-pdf", "--templates"}
+
+
+def test_data_reads_labreport_data_dir_like_run_and_render(tmp_path):
+    data_dir = ROOT / "build" / "data"
+    if not (data_dir / "mnist.npz").exists() or not (data_dir / "fashion.npz").exists():
+        pytest.skip("no cached data in build/data (make data)")
+    out = run("data", "-b", str(tmp_path / "build"), cwd=tmp_path, env={"LABREPORT_DATA_DIR": str(data_dir)})
+    assert out.returncode == 0, out.stderr
+    assert [line.split(" (")[0] for line in out.stdout.splitlines()] == [
+        f"{name}: 60,000 train + 10,000 test images, verified, from cache" for name in ("mnist", "fashion")]
+    assert f"cache {data_dir}/mnist.npz" in out.stderr and not (tmp_path / "build").exists()

@@ -527,7 +527,7 @@ def test_package_fashion_from_the_extracted_deb(tmp_path, tiny, monkeypatch):
 # --------------------------------------------------------------------------- the rest
 
 
-def test_describe_and_fetch_all(tmp_path, tiny, monkeypatch):
+def test_fetch_all(tmp_path, tiny, monkeypatch):
     sets, checksums = tiny
     monkeypatch.setattr(datasets, "CHECKSUMS", checksums)
     monkeypatch.setattr(datasets, "_from_package", lambda name: (sets[name], f"fake {name}"))
@@ -537,17 +537,6 @@ def test_describe_and_fetch_all(tmp_path, tiny, monkeypatch):
         name: datasets.combined_sha256(checksums[name]) for name in datasets.NAMES
     }
     assert logged and all(line.startswith(("mnist: ", "fashion: ")) for line in logged)
-    info = datasets.describe("fashion", tmp_path)
-    assert info == {
-        "name": "fashion",
-        "source": "cache",
-        "origin": "fake fashion",
-        "path": str(tmp_path / "fashion.npz"),
-        "n_train": 6,
-        "n_test": 3,
-        "sha256": checksums["fashion"],
-        "combined_sha256": datasets.combined_sha256(checksums["fashion"]),
-    }
 
 
 def test_module_does_not_import_tensorflow():

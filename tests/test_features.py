@@ -17,7 +17,8 @@ import pytest
 from skimage.feature import hog
 
 from labreport.train import features
-from labreport.train.features import cached_hog, feature_length, hog_batch, hog_image_for_figure
+from labreport.config.spec import HogSpec
+from labreport.train.features import cached_hog, hog_batch
 
 CONFIGS = [(4, 8), (7, 8), (7, 16), (4, 16)]
 TOLERANCE = 1e-6
@@ -134,13 +135,13 @@ def test_degenerate_images_give_known_values():
     "p, o, length", [(4, 8, 392), (7, 8, 128), (7, 16, 256), (4, 16, 784), (5, 9, 225)]
 )
 def test_feature_length(p, o, length):
-    assert feature_length(p, o) == length
+    assert HogSpec(p, o).n_features == length  # what the model's input layer is built with
     assert hog_batch(np.zeros((3, 28, 28), np.uint8), p, o).shape == (3, length)
 
 
 def test_feature_length_of_other_sides():
-    assert feature_length(4, 8, side=32) == 8 * 8 * 8
-    assert feature_length(7, 8, side=30) == 4 * 4 * 8
+    assert hog_batch(np.zeros((2, 32, 32), np.uint8), 4, 8).shape == (2, 8 * 8 * 8)
+    assert hog_batch(np.zeros((2, 30, 30), np.uint8), 7, 8).shape == (2, 4 * 4 * 8)
 
 
 def test_empty_batch():
@@ -260,26 +261,3 @@ def test_cache_creates_its_directory(tmp_path, byte_images):
 def test_cache_key_must_be_a_plain_file_name_part(tmp_path, key):
     with pytest.raises(ValueError, match="cache key"):
         cached_hog(np.zeros((1, 28, 28), np.uint8), 4, 8, cache_dir=tmp_path, key=key)
-
-
-# --------------------------------------------------------------------------- figure data
-
-
-def test_figure_data(byte_images):
-    image = byte_images[50]  # a stroke image
-    fig = hog_image_for_figure(image, 7, 8)
-    for plane in (fig.image, fig.g_row, fig.g_col, fig.magnitude, fig.hog_image):
-        assert plane.shape == (28, 28)
-    assert not fig.g_row[[0, -1], :].any() and not fig.g_col[:, [0, -1]].any()
-    np.testing.assert_array_equal(fig.g_row[1:-1], image[2:].astype(float) - image[:-2])
-    np.testing.assert_allclose(fig.magnitude, np.hypot(fig.g_row, fig.g_col))
-    assert ((fig.orientation_deg >= 0) & (fig.orientation_deg < 180)).all()
-    assert fig.hog_image.max() > 0
-    assert fig.features.shape == (4, 4, 8)
-    batch = hog_batch(image[None], 7, 8)[0]
-    np.testing.assert_allclose(fig.features.ravel(), batch, atol=TOLERANCE)
-
-
-def test_figure_data_rejects_a_batch():
-    with pytest.raises(ValueError, match="one"):
-        hog_image_for_figure(np.zeros((2, 28, 28), np.uint8), 7, 8)

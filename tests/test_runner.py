@@ -403,6 +403,30 @@ def test_ctrl_c_stops_the_worker_processes(tmp_path):
     assert not store.runs_dir(build).exists() or not list(store.runs_dir(build).glob("*/result.json"))
 
 
+class StartedThenInterrupted(multiprocessing.context.SpawnProcess):
+    """A worker process after whose start Ctrl-C arrives, before the pool has recorded it."""
+
+    def start(self):
+        super().start()
+        raise KeyboardInterrupt
+
+
+class InterruptedContext(runner.WorkerContext):
+    process_class = StartedThenInterrupted
+
+
+def test_ctrl_c_just_after_the_pool_started_a_worker_leaves_none_running(tmp_path):
+    executor = runner.ProcessPoolExecutor(2, load_dataset=tiny_dataset, train=sleepy_train,
+                                          context=InterruptedContext())
+    tasks = runner.make_tasks(write_lab(tmp_path).experiments, tmp_path / "build", quick=False, quick_cfg=None)
+    with pytest.raises(KeyboardInterrupt):
+        next(executor.run(tasks, lambda event: None))
+    (worker,) = executor.context.created
+    assert worker.pid is not None  # it did start
+    executor.close(cancel=True)
+    assert multiprocessing.active_children() == [] and worker.exitcode is not None
+
+
 def test_thread_split():
     assert runner.thread_split(1, cores=2) == (2, 1)
     assert runner.thread_split(2, cores=2) == (1, 1)

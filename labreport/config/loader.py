@@ -39,6 +39,7 @@ from labreport.config.spec import (
     ReportMeta,
     Requirements,
 )
+from labreport.errors import ConfigError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -62,17 +63,6 @@ MAX_EXPERIMENTS_VAR = "LABREPORT_MAX_EXPERIMENTS"
 # slots (16 bytes per parameter) plus one float32 per activation value of a batch.
 BYTES_PER_PARAM = 16
 BYTES_PER_ACTIVATION = 4
-
-
-class ConfigError(Exception):
-    """Invalid experiments.toml; ``errors`` holds one formatted line per problem."""
-
-    exit_status = 2
-
-    def __init__(self, errors: list[str], total: int | None = None):
-        self.errors = errors
-        self.total = len(errors) if total is None else total  # errors found; ``errors`` may show fewer
-        super().__init__("\n".join(errors))
 
 
 # --------------------------------------------------------------------------- checks

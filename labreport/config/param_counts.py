@@ -41,6 +41,15 @@ class Layer:
             n *= d
         return n
 
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of one forward pass of one sample: a conv's weights slide over
+        every output position; pooling, activations and biases are negligible and not counted."""
+        if self.kind == "conv":
+            h, w, _ = self.output_shape
+            return h * w * self.weights
+        return self.weights if self.kind in ("dense", "output") else 0
+
     def as_dict(self) -> dict:
         return {
             "kind": self.kind,
@@ -73,16 +82,8 @@ class Breakdown:
 
     @property
     def macs(self) -> int:
-        """Multiply-accumulates of one forward pass of one sample (a conv's weights slide over
-        every output position; pooling, activations and biases are negligible and not counted)."""
-        total = 0
-        for layer in self.layers:
-            if layer.kind == "conv":
-                h, w, _ = layer.output_shape
-                total += h * w * layer.weights
-            elif layer.kind in ("dense", "output"):
-                total += layer.weights
-        return total
+        """Multiply-accumulates of one forward pass of one sample (see ``Layer.macs``)."""
+        return sum(layer.macs for layer in self.layers)
 
     @property
     def n_inputs(self) -> int:

@@ -91,15 +91,25 @@ class ExperimentSpec:
     line: int = 0  # line of the declaration in the TOML file (for messages)
 
     @property
-    def family(self) -> str:
-        """'cnn' when there is a conv stack, 'hog' for an MLP on HOG features, else 'mlp'."""
-        if self.conv:
-            return "cnn"
-        return "hog" if self.hog else "mlp"
-
-    @property
     def class_names(self) -> list[str]:
         return CLASS_NAMES[self.dataset]
+
+    @property
+    def summary(self) -> str:
+        """The model in one table cell: '784-250-10, tanh, dropout 0.5', 'HOG p4 o8: 392-200-10, sigmoid',
+        'conv 9(5x5)·9(5x5)·16(3x3) → 25 → 10, relu' (what `list` and the report's tables print)."""
+        drop = f", dropout {self.dropout:g}" if self.dropout else ""
+        hidden = "-".join(str(h) for h in self.hidden)  # empty: straight to the outputs
+        if self.conv:
+            stack = "·".join(f"{c.filters}({c.kernel}x{c.kernel})" for c in self.conv)
+            conv_act = {c.activation for c in self.conv}
+            act = (self.activation if conv_act == {self.activation}
+                   else f"conv {'/'.join(sorted(conv_act))}, dense {self.activation}")
+            return " → ".join(x for x in (f"conv {stack}", hidden, str(N_CLASSES)) if x) + f", {act}{drop}"
+        n_inputs = self.hog.n_features if self.hog else IMAGE_SIDE * IMAGE_SIDE
+        feats = f"HOG p{self.hog.pixels_per_cell} o{self.hog.orientations}: " if self.hog else ""
+        dense = "-".join(x for x in (f"{n_inputs:,}", hidden, str(N_CLASSES)) if x)
+        return f"{feats}{dense}, {self.activation}{drop}"
 
     def result_dict(self) -> dict[str, Any]:
         """Everything that changes the trained model's numbers (not the name, comment, chosen, line)."""

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 
 from labreport.grading import checks
 from labreport.report import commentary
-from labreport.results import store
+from labreport.results import staleness, store
 from labreport.grading import verify
 from labreport.config.spec import PARTS
 
@@ -112,17 +112,9 @@ def grade_submission(sub: verify.Submission) -> Grade:
 
 
 def statuses(sub: verify.Submission) -> dict[str, str]:
-    """runner.plan's vocabulary for the attached results: a result is fresh when its spec is the config's."""
-    out = {}
-    for spec in sub.config.experiments:
-        result = sub.result(spec.name)
-        if result is None:
-            out[spec.name] = "missing"
-        elif result.get("status") == "failed":
-            out[spec.name] = "failed"
-        else:
-            out[spec.name] = "stale" if verify.spec_differences(spec, result) else "fresh"
-    return out
+    """staleness.decide on the attached results, as `labreport check` decides on build/."""
+    return {spec.name: staleness.decide(spec, sub.result(spec.name), quick=sub.quick).status
+            for spec in sub.config.experiments}
 
 
 def requirement_checks(sub: verify.Submission, fresh: dict[str, str]) -> list[checks.Check]:

@@ -166,14 +166,7 @@ class Run:
         After a divergence only the finite prefix of the curves counts; ``epochs_run``
         still counts every recorded epoch and ``diverged_epoch`` says where it broke.
         """
-        h = self.history
-        loss, val = h.get("loss", []), h.get("val_loss", [])
-        n = min(len(loss), len(val))
-        k = next((i for i in range(n) if not (math.isfinite(loss[i]) and math.isfinite(val[i]))), n)
-        facts = metrics.learning_curve_facts({"loss": loss[:k], "val_loss": val[:k]})
-        facts["epochs_run"] = n
-        facts["diverged_epoch"] = k + 1 if k < n else None
-        return facts
+        return {**metrics.learning_curve_facts(self.history), "diverged_epoch": metrics.diverged_epoch(self.history)}
 
     @property
     def class_names(self) -> list[str]:
@@ -235,18 +228,8 @@ def model_description(spec: ExperimentSpec) -> str:
 
 
 def short_model(spec: ExperimentSpec) -> str:
-    """A table cell: '784-250-10 tanh, dropout 0.5' / 'conv 9·9·16 → 25 relu → 10'."""
-    b = breakdown(spec)
-    drop = f", dropout {spec.dropout:g}" if spec.dropout else ""
-    if spec.conv:
-        stack = "·".join(f"{c.filters}({c.kernel}x{c.kernel})" for c in spec.conv)
-        conv_act = {c.activation for c in spec.conv}
-        act = spec.activation if conv_act == {spec.activation} else f"conv {'/'.join(sorted(conv_act))}, dense {spec.activation}"
-        hidden = "-".join(str(h) for h in spec.hidden)
-        return f"conv {stack} → {hidden} → 10, {act}{drop}"
-    hidden = "-".join(str(h) for h in spec.hidden)
-    feats = f"HOG p{spec.hog.pixels_per_cell} o{spec.hog.orientations}: " if spec.hog else ""
-    return f"{feats}{fmt(b.n_inputs)}-{hidden}-10, {spec.activation}{drop}"
+    """A table cell: '784-250-10, tanh, dropout 0.5' (``ExperimentSpec.summary``)."""
+    return spec.summary
 
 
 def optimizer_text(spec: ExperimentSpec, *, short: bool = False) -> str:

@@ -38,20 +38,15 @@ from labreport.report.commentary import Run
 from labreport.report.figures import EQUATIONS, FigureRef, Figures
 from labreport.config.param_counts import fmt
 from labreport.config.spec import CLASS_NAMES, PART_TITLES, PARTS, ExperimentSpec, LabConfig
+from labreport.errors import RenderError, TemplateError
+from labreport.results import staleness
+from labreport.results.layout import BuildLayout
 
 RESULTS_SCHEMA = 1
 BANNER = "SMOKE RUN (--quick): numbers are not the lab's"
 PDF_STAMP = ".report.pdf.stamp"
 ENTRY_TEMPLATE = "report.html.j2"
 STYLESHEET = "style.css"
-
-
-class TemplateError(Exception):
-    """A (user-modified) template is broken; the message names the file and the line."""
-
-
-class RenderError(Exception):
-    """The report could not be written (e.g. WeasyPrint failed)."""
 
 
 class URLRefused(ValueError):
@@ -309,12 +304,8 @@ def _fig(ref: FigureRef | None, out_dir: Path) -> Fig | None:
 
 
 def _is_stale(spec: ExperimentSpec, result: dict | None) -> bool:
-    """The result was computed for other settings than the spec now declares."""
-    if not result or not isinstance(result.get("spec"), dict):
-        return False
-    now = json.loads(json.dumps(spec.result_dict()))
-    stored = {k: result["spec"].get(k) for k in now}
-    return json.dumps(now, sort_keys=True) != json.dumps(stored, sort_keys=True)
+    """The result was computed for other settings, data or engine than today's (one decision for every command)."""
+    return bool(result) and staleness.decide(spec, result, quick=bool(result.get("quick"))).out_of_date
 
 
 def load_runs(config: LabConfig, build: Path, quick: bool = False) -> list[Run]:
@@ -373,9 +364,7 @@ def gather(config: LabConfig, build: Path, *, quick: bool = False, out_dir: Path
     out_dir = Path(out_dir or build)
     runs = load_runs(config, build, quick)
     figs = Figures(build / "figures")
-    if data_dir is None:
-        env_dir = os.environ.get("LABREPORT_DATA_DIR")
-        data_dir = Path(env_dir) if env_dir else build / "data"
+    data_dir = BuildLayout(build).data_dir if data_dir is None else data_dir
 
     # Phase 1: plan every figure (cheap: hashes only).
     refs: dict[str, FigureRef | None] = {}

@@ -1,19 +1,11 @@
-"""The build/ folder: its layout, atomic writes, the result.json schema, the run lock, and the
-marker that lets ``clean`` delete only what labreport created.
+"""Stored results: atomic writes, the result.json schema, the run lock, and the marker that
+lets ``clean`` delete only what labreport created.
 
-Layout (everything generated, git-ignored)::
-
-    build/data/               canonical uint8 data sets (datasets.py)
-    build/features/           cached HOG features (features.py)
-    build/runs/<name>/        result.json, history.csv, run.log   (full runs)
-    build/quick/runs/<name>/  the same for --quick smoke runs (never mixed with full runs)
-    build/figures/            PNG/SVG written by figures.py
-    build/report.html, build/report.pdf, build/results.json
-    build/.labreport-build    the marker: this folder is labreport's (see OWNED_NAMES, clean_build)
-
-A result is *fresh* when its ``cache_key`` equals the spec's current key and its status
-is final (``ok`` or ``diverged``); anything else -- missing, unreadable, half-written,
-another schema, ``failed`` -- is simply stale, never an error (pelican-style cache).
+Where things live under build/ is :class:`labreport.results.layout.BuildLayout`'s job; the
+marker ``build/.labreport-build`` says the folder is labreport's (see OWNED_NAMES, clean_build).
+A stored result is read back as a dict, or None when it is missing, unreadable,
+half-written, of another schema or another experiment's: a cache miss, never an error
+(pelican-style). Whether it is still up to date is ``staleness.decide``'s job.
 """
 
 from __future__ import annotations
@@ -23,6 +15,7 @@ import csv
 import errno
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -30,7 +23,8 @@ import shutil
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from labreport.errors import UserError
+from labreport.errors import BuildLocked, UserError
+from labreport.results.layout import BuildLayout
 
 RESULT_SCHEMA = 1
 FINAL_STATUSES = ("ok", "diverged")  # "failed" is retried on the next run
@@ -74,16 +68,16 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def runs_dir(build: Path, quick: bool = False) -> Path:
-    return Path(build) / ("quick/runs" if quick else "runs")
+    return BuildLayout(build, quick).runs_dir
 
 
 def run_dir(build: Path, name: str, quick: bool = False) -> Path:
-    return runs_dir(build, quick) / name
+    return BuildLayout(build, quick).run_dir(name)
 
 
 def read_result(build: Path, name: str, quick: bool = False) -> dict | None:
     """The stored result of ``name``, or None if missing or unusable (a cache miss)."""
-    path = run_dir(build, name, quick) / "result.json"
+    path = BuildLayout(build, quick).result_path(name)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -95,8 +89,27 @@ def read_result(build: Path, name: str, quick: bool = False) -> dict | None:
     return data
 
 
-def is_fresh(result: dict | None, cache_key: str) -> bool:
-    return bool(result) and result.get("cache_key") == cache_key and result.get("status") in FINAL_STATUSES
+def finite_or_none(value: Any) -> float | None:
+    """A strict-JSON float: NaN/inf (a diverged run) and non-numbers become None (null)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def without_non_finite(value: Any) -> tuple[Any, int]:
+    """``value`` with NaN/inf floats replaced by None, at any depth, and how many there were."""
+    if isinstance(value, float):
+        clean = finite_or_none(value)
+        return clean, int(clean is None)
+    if isinstance(value, dict):
+        pairs = [(k, without_non_finite(v)) for k, v in value.items()]
+        return {k: v for k, (v, _) in pairs}, sum(n for _, (_, n) in pairs)
+    if isinstance(value, (list, tuple)):
+        items = [without_non_finite(v) for v in value]
+        return [v for v, _ in items], sum(n for _, n in items)
+    return value, 0
 
 
 def history_csv(history: dict[str, list[float]]) -> str:
@@ -112,16 +125,12 @@ def history_csv(history: dict[str, list[float]]) -> str:
 
 def write_result(build: Path, result: dict, quick: bool = False) -> Path:
     """Store one experiment's result (result.json last, so its presence means complete)."""
-    folder = run_dir(build, result["name"], quick)
+    layout = BuildLayout(build, quick)
     if result.get("history"):
-        write_text_atomic(folder / "history.csv", history_csv(result["history"]))
-    path = folder / "result.json"
+        write_text_atomic(layout.history_path(result["name"]), history_csv(result["history"]))
+    path = layout.result_path(result["name"])
     write_json_atomic(path, {"schema": RESULT_SCHEMA, **result})
     return path
-
-
-class BuildLocked(Exception):
-    """Another labreport process holds build/.lock."""
 
 
 class BuildLock:
@@ -132,7 +141,7 @@ class BuildLock:
     """
 
     def __init__(self, build: Path):
-        self.path = Path(build) / ".lock"
+        self.path = BuildLayout(build).lock_path
         self.fd: int | None = None
 
     def __enter__(self) -> "BuildLock":

@@ -110,7 +110,3 @@ class DaskExecutor:
         if self._own_client:
             self.client.close()
 
-
-def executor_for(scheduler: str | Any, jobs: int, **kwargs: Any) -> DaskExecutor:
-    """The executor runner.run uses when a scheduler address is given."""
-    return DaskExecutor(scheduler, **kwargs)

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from labreport.errors import DataError
+from labreport.results.layout import BuildLayout
 from labreport.results.store import atomic_write
 
 NAMES = ("mnist", "fashion")
@@ -83,10 +85,6 @@ FASHION_FILES = {
 Log = Callable[[str], object]
 # Verifies raw arrays -> (canonical arrays, their sha256 digests); raises on a mismatch.
 _Check = Callable[[Mapping[str, np.ndarray]], tuple[dict[str, np.ndarray], dict[str, str]]]
-
-
-class DataError(Exception):
-    """No source gave a verified copy of a data set; the message lists every attempt."""
 
 
 class _Miss(Exception):
@@ -284,8 +282,8 @@ def read_fashion_dir(directory: Path) -> dict[str, np.ndarray]:
 
 
 def default_data_dir() -> Path:
-    """``$LABREPORT_DATA_DIR``, else ``build/data`` below the current directory."""
-    return Path(os.environ.get("LABREPORT_DATA_DIR") or "build/data")
+    """``$LABREPORT_DATA_DIR``, else ``build/data`` below the current directory (BuildLayout decides)."""
+    return BuildLayout().data_dir
 
 
 def cache_path(name: str, data_dir: Path | None = None) -> Path:
@@ -636,21 +634,6 @@ def load(
                 say(f"{name}: wrote cache {path} ({time.perf_counter() - start_s:.2f} s)")
         return dataset
     raise DataError(f"cannot load data set {name!r}; tried:\n" + "\n".join(tried))
-
-
-def describe(name: str, data_dir: Path | None = None) -> dict:
-    """What the report appendix says about the data: source, origin, cache path, sha256s."""
-    dataset = load(name, data_dir=data_dir)
-    return {
-        "name": name,
-        "source": dataset.source,
-        "origin": dataset.origin,
-        "path": str(cache_path(name, data_dir)),
-        "n_train": dataset.n_train,
-        "n_test": dataset.n_test,
-        "sha256": dict(dataset.array_sha256),
-        "combined_sha256": dataset.sha256,
-    }
 
 
 def fetch_all(data_dir: Path | None = None, log: Log | None = print) -> dict[str, Dataset]:

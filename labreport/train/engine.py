@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from labreport.results import metrics
+from labreport.results.store import finite_or_none as finite
 from labreport.config import param_counts
 from labreport.config.spec import IMAGE_SIDE, N_CLASSES, ExperimentSpec
 
@@ -235,15 +236,6 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def finite(value: Any) -> float | None:
-    """A JSON-safe float: NaN/inf (a diverged run) become None (null)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def versions(*, with_tf: bool = True) -> dict[str, str | None]:
     from labreport import __version__
 
@@ -316,21 +308,14 @@ def clean_history(history: Mapping[str, list]) -> dict[str, list[float | None]]:
 
 
 def curve_metrics(history: dict[str, list[float | None]]) -> dict[str, Any]:
-    """Last-epoch numbers + metrics.learning_curve_facts on the epochs before any NaN."""
-    n_ok = 0
-    for loss, val in zip(history["loss"], history["val_loss"]):
-        if loss is None or val is None:
-            break
-        n_ok += 1
-    finite_part = {k: v[:n_ok] for k, v in history.items()}
+    """Last-epoch numbers + metrics.learning_curve_facts (on the epochs before any NaN)."""
     last = {k: (v[-1] if v else None) for k, v in history.items()}
     return {
         "test_loss": last["val_loss"],
         "test_accuracy": last["val_accuracy"],
         "train_loss": last["loss"],
         "train_accuracy": last["accuracy"],
-        **metrics.learning_curve_facts(finite_part),
-        "epochs_run": len(history["loss"]),
+        **metrics.learning_curve_facts(history),
     }
 
 

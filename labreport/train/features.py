@@ -29,14 +29,13 @@ kept by voting in p*p steps, step k adding pixel k of every cell at once.
 
 The cache (``cached_hog``) keeps one ``.npy`` per (images, p, o) so that the
 HOG experiments compute each feature matrix at most once. No TensorFlow and
-no scikit-image import here (scikit-image only inside ``hog_image_for_figure``).
+no scikit-image import here.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +53,6 @@ _MAX_GRAD = 255  # integer images in 0..255 -> gradients in -255..255
 _LUT_SIDE = 2 * _MAX_GRAD + 1
 _LUT_CENTRE = _MAX_GRAD * _LUT_SIDE + _MAX_GRAD
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
-
-
-def feature_length(pixels_per_cell: int, orientations: int, side: int = 28) -> int:
-    """Length of the HOG vector of a side x side image (cells_per_block=(1, 1))."""
-    _check_params(pixels_per_cell, orientations, side, side)
-    return (side // pixels_per_cell) ** 2 * orientations
 
 
 def hog_batch(
@@ -136,57 +129,6 @@ def cached_hog(
     features = hog_batch(images, pixels_per_cell, orientations)
     _save_atomic(path, features)
     return features
-
-
-@dataclass(frozen=True)
-class HogIllustration:
-    """What a figure needs to explain HOG on one image (all arrays float64, (H, W) unless noted)."""
-
-    image: np.ndarray
-    g_row: np.ndarray  # central difference along rows (0 on the first/last row)
-    g_col: np.ndarray  # central difference along columns (0 on the first/last column)
-    magnitude: np.ndarray
-    orientation_deg: np.ndarray  # unsigned, in [0, 180)
-    hog_image: np.ndarray  # skimage's visualisation (one segment per cell and bin)
-    features: np.ndarray  # (n_cells_row, n_cells_col, orientations), L2-Hys normalised
-    pixels_per_cell: int
-    orientations: int
-
-
-def hog_image_for_figure(
-    image: np.ndarray, pixels_per_cell: int, orientations: int
-) -> HogIllustration:
-    """Gradients, magnitude, orientation and skimage's HOG visualisation of one (H, W) image."""
-    from skimage.feature import hog  # heavy import, only the figures need it
-
-    image = np.asarray(image)
-    if image.ndim != 2:
-        raise ValueError(f"hog_image_for_figure expects one (H, W) image, got shape {image.shape}")
-    height, width = image.shape
-    _check_params(pixels_per_cell, orientations, height, width)
-    g_row, g_col = _gradients(image[None].astype(np.float64))
-    g_row, g_col = g_row[0], g_col[0]
-    features, hog_image = hog(
-        image,
-        orientations=orientations,
-        pixels_per_cell=(pixels_per_cell, pixels_per_cell),
-        cells_per_block=(1, 1),
-        visualize=True,
-        feature_vector=False,
-    )
-    return HogIllustration(
-        image=image.astype(np.float64),
-        g_row=g_row,
-        g_col=g_col,
-        magnitude=np.hypot(g_col, g_row),
-        orientation_deg=np.rad2deg(np.arctan2(g_row, g_col)) % 180,
-        hog_image=np.asarray(hog_image, dtype=np.float64),
-        features=np.asarray(features, dtype=np.float64).reshape(
-            height // pixels_per_cell, width // pixels_per_cell, orientations
-        ),
-        pixels_per_cell=pixels_per_cell,
-        orientations=orientations,
-    )
 
 
 # ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from multiprocessing import connection as mp_connection
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TextIO
 
@@ -35,39 +36,26 @@ from labreport import __version__
 from labreport.train import datasets
 from labreport.train import engine
 from labreport.config import param_counts
-from labreport.results import store
+from labreport.results import staleness, store
+from labreport.results.layout import BuildLayout
 from labreport.train.engine import ENGINE_VERSION, EpochInfo, QuickConfig
 from labreport.config.spec import ExperimentSpec, LabConfig
-
-STATUSES = ("fresh", "stale", "missing", "failed")
+from labreport.errors import UnknownExperiment
 
 LoadDataset = Callable[..., Any]  # datasets.load(name, data_dir=...) -> Dataset
 Train = Callable[..., dict]  # engine.train_and_evaluate's signature
 
 
-class UnknownExperiment(ValueError):
-    """A name or pattern given to run/plan matches no experiment of the config."""
-
-
 # --------------------------------------------------------------------------- planning
-
-
-def data_sha256(dataset: str) -> str:
-    """The data set's identity for cache keys, from the verified checksum table (no I/O)."""
-    return datasets.combined_sha256(datasets.CHECKSUMS[dataset])
-
-
-def cache_key(spec: ExperimentSpec, *, quick: bool = False, quick_cfg: QuickConfig | None = None) -> str:
-    """The key a fresh result of ``spec`` must carry (quick caps included for quick runs)."""
-    version = ENGINE_VERSION
-    if quick:
-        version += "+" + (quick_cfg or QuickConfig.from_env()).tag
-    return spec.cache_key(data_sha256=data_sha256(spec.dataset), engine_version=version, quick=quick)
+# The cache key and the fresh/stale decision live in results/staleness.py (shared with
+# render, check and grade); these names stay for the runner's callers.
+data_sha256 = staleness.data_sha256
+cache_key = staleness.cache_key
 
 
 class PlanEntry(NamedTuple):
     spec: ExperimentSpec
-    status: str  # one of STATUSES
+    status: str  # fresh | stale | missing | failed (staleness.decide's status)
 
 
 def select(config: LabConfig, names: Sequence[str] | None = None) -> list[ExperimentSpec]:
@@ -86,21 +74,15 @@ def select(config: LabConfig, names: Sequence[str] | None = None) -> list[Experi
 
 
 def status_of(spec: ExperimentSpec, build: Path, *, quick: bool, quick_cfg: QuickConfig | None = None) -> str:
-    result = store.read_result(build, spec.name, quick)
-    if result is None:
-        # A result.json we cannot use (half-written, corrupt, other schema) is stale, not an error.
-        exists = (store.run_dir(build, spec.name, quick) / "result.json").exists()
-        return "stale" if exists else "missing"
-    if store.is_fresh(result, cache_key(spec, quick=quick, quick_cfg=quick_cfg)):
-        return "fresh"
-    return "failed" if result.get("status") == "failed" else "stale"
+    return staleness.check(spec, BuildLayout(build, quick), quick_cfg=quick_cfg).status
 
 
 def plan(config: LabConfig, build: Path, *, quick: bool, names: Sequence[str] | None = None,
          quick_cfg: QuickConfig | None = None) -> list[PlanEntry]:
-    """(spec, status) for the selected experiments; status is fresh/stale/missing/failed."""
-    return [PlanEntry(s, status_of(s, Path(build), quick=quick, quick_cfg=quick_cfg))
-            for s in select(config, names)]
+    """(spec, status) for the selected experiments; the reasons: ``staleness.check_all``."""
+    specs = select(config, names)
+    decisions = staleness.check_all(config, BuildLayout(build, quick), specs=specs, quick_cfg=quick_cfg)
+    return [PlanEntry(s, d.status) for s, d in zip(specs, decisions)]
 
 
 # Rough CPU cost model, only for ordering (longest first) and ETAs. A sample costs
@@ -119,11 +101,10 @@ def forward_cost(spec: ExperimentSpec) -> dict[str, int]:
     out = {"dense": 0, "conv": 0, "conv_outputs": 0}
     for layer in param_counts.breakdown(spec).layers:
         if layer.kind == "conv":
-            h, w, _ = layer.output_shape
-            out["conv"] += layer.weights * h * w
+            out["conv"] += layer.macs
             out["conv_outputs"] += layer.units
-        elif layer.kind in ("dense", "output"):
-            out["dense"] += layer.weights
+        else:
+            out["dense"] += layer.macs  # 0 for the layers without weights
     return out
 
 
@@ -246,31 +227,18 @@ class Worker:
         return Outcome(task.name, result, "\n".join(lines) + "\n")
 
 
-def _without_non_finite(value: Any) -> tuple[Any, int]:
-    """``value`` with NaN/inf floats replaced by None (strict JSON), and how many there were."""
-    if isinstance(value, float):
-        return (value, 0) if math.isfinite(value) else (None, 1)
-    if isinstance(value, dict):
-        pairs = [(k, _without_non_finite(v)) for k, v in value.items()]
-        return {k: v for k, (v, _) in pairs}, sum(n for _, (_, n) in pairs)
-    if isinstance(value, (list, tuple)):
-        items = [_without_non_finite(v) for v in value]
-        return [v for v, _ in items], sum(n for _, n in items)
-    return value, 0
-
-
 def finite_result(result: dict) -> dict:
     """Make any trainer's result storable: non-finite numbers become null, and an "ok" result
     that held some is not ok (diverged if the training loss was among them, else failed);
     a status that is not one of store.STATUSES is stored as failed, saying what it was.
     The real engine already does this; other trainers (remote workers, tests) may not."""
-    clean, n_bad = _without_non_finite(result)
+    clean, n_bad = store.without_non_finite(result)
     if clean.get("status") not in store.STATUSES:  # stored as is, it would be a miss forever
         clean["error"] = (f"the trainer returned status {str(clean.get('status'))[:40]!r}; expected one of"
                           f" {', '.join(store.STATUSES)}")
         clean["status"] = "failed"
     elif n_bad and clean.get("status") == "ok":
-        _, loss_bad = _without_non_finite((result.get("history") or {}).get("loss", []))
+        _, loss_bad = store.without_non_finite((result.get("history") or {}).get("loss", []))
         clean["status"] = "diverged" if loss_bad else "failed"
         clean["error"] = (f"{n_bad} NaN or infinite number(s) in the result"
                           + (" (the training loss diverged)" if loss_bad else ""))
@@ -350,14 +318,36 @@ def _run_in_process(task: Task) -> Outcome:
     return _PROCESS_WORKER.run(task, _PROCESS_EVENTS.put)
 
 
+class WorkerContext(multiprocessing.context.SpawnContext):
+    """multiprocessing's spawn context (fork after TF/BLAS threads exist is unsafe) that keeps
+    every worker process the pool creates.
+
+    The pool records a worker in its own table only after starting it, so a Ctrl-C between
+    the two left a running worker nobody stopped (a flaky CI failure); here a process is
+    kept from its creation, before it starts.
+    """
+
+    process_class: type = multiprocessing.context.SpawnProcess
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.created: list[multiprocessing.process.BaseProcess] = []
+
+    def Process(self, *args: Any, **kwargs: Any) -> multiprocessing.process.BaseProcess:  # noqa: N802 - multiprocessing's name
+        process = self.process_class(*args, **kwargs)
+        self.created.append(process)
+        return process
+
+
 class ProcessPoolExecutor:
     """Runs tasks in ``jobs`` spawned worker processes, TF threads split between them."""
 
-    def __init__(self, jobs: int, *, load_dataset: LoadDataset | None = None, train: Train | None = None):
-        ctx = multiprocessing.get_context("spawn")  # fork after TF/BLAS threads exist is unsafe
-        self.events = ctx.Queue()
+    def __init__(self, jobs: int, *, load_dataset: LoadDataset | None = None, train: Train | None = None,
+                 context: WorkerContext | None = None):
+        self.context = context or WorkerContext()
+        self.events = self.context.Queue()
         self.pool = futures.ProcessPoolExecutor(
-            max_workers=jobs, mp_context=ctx, initializer=_init_process,
+            max_workers=jobs, mp_context=self.context, initializer=_init_process,
             initargs=(self.events, load_dataset, train),
         )
 
@@ -382,20 +372,31 @@ class ProcessPoolExecutor:
                 return
             emit(event)
 
+    def _stop_workers(self, grace_s: float = 5.0) -> None:
+        """Ctrl-C: stop every worker the pool started (they ignore SIGINT) and leave none unreaped.
+
+        The pool's own thread reaps the workers it knows once they die. Two threads reaping
+        one child race (the loser finds it gone but not yet marked dead, so it still looks
+        alive), so wait for the deaths without reaping, then for that thread, then join:
+        by then each worker is reaped by exactly one thread.
+        """
+        started = [proc for proc in self.context.created if proc.pid is not None]
+        for proc in started:
+            proc.terminate()
+        dying = {proc.sentinel: proc for proc in started}
+        deadline = time.monotonic() + grace_s
+        while dying and (left_s := deadline - time.monotonic()) > 0:
+            for sentinel in mp_connection.wait(list(dying), timeout=left_s):
+                del dying[sentinel]
+        for proc in dying.values():  # e.g. still importing when SIGTERM came
+            proc.kill()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        for proc in started:  # a worker the pool never recorded is ours to reap
+            proc.join()
+
     def close(self, *, cancel: bool = False) -> None:
         if cancel:
-            # The workers ignore SIGINT; stop the ones we started, by their own handles.
-            # Look again after shutdown: the pool may have started a worker in between.
-            processes = set(getattr(self.pool, "_processes", {}).values())
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            processes |= set((getattr(self.pool, "_processes", None) or {}).values())
-            for proc in processes:
-                proc.terminate()
-            for proc in processes:
-                proc.join(timeout=5)
-                if proc.is_alive():  # e.g. still importing when SIGTERM came: make sure
-                    proc.kill()
-                    proc.join(timeout=5)
+            self._stop_workers()
         else:
             self.pool.shutdown(wait=True)
         self.events.close()
@@ -511,8 +512,8 @@ class _Tally:
 def make_tasks(specs: Sequence[ExperimentSpec], build: Path, *, quick: bool,
                quick_cfg: QuickConfig | None, threads: tuple[int, int] | None = None) -> list[Task]:
     """Tasks longest first (a good makespan for a pool: the long ones do not come last)."""
-    data_dir = os.environ.get("LABREPORT_DATA_DIR") or str(Path(build) / "data")
-    features_dir = str(Path(build) / "features")
+    layout = BuildLayout(build)
+    data_dir, features_dir = str(layout.data_dir), str(layout.features_dir)
     costed = sorted(((estimate_seconds(s, quick_cfg), s) for s in specs), key=lambda t: -t[0])
     return [
         Task(spec=s, index=i, total=len(costed), quick=quick, quick_cfg=quick_cfg,
@@ -644,7 +645,7 @@ class _Sink:
         self.estimated_s = 0.0
 
     def _log_path(self, name: str) -> Path:
-        return store.run_dir(self.build, name, self.quick) / "run.log"
+        return BuildLayout(self.build, self.quick).log_path(name)
 
     def emit(self, event: Event) -> None:
         if event.name in self.done:
