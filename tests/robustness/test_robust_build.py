@@ -125,7 +125,7 @@ def test_clean_unlinks_a_symlinked_data_folder_without_touching_its_target(proje
 
 def test_a_new_build_folder_is_marked_and_a_dry_run_creates_nothing(lr):
     (lr.folder / "experiments.toml").write_text(MINIMAL_TOML)
-    assert lr("run", "--dry-run", "-b", "fresh").stdout == "missing  raw-1\n"
+    assert lr("run", "--dry-run", "-b", "fresh").stdout == "missing  raw-1  new: never run\n0 up to date, 1 would be trained\n"
     assert not (lr.folder / "fresh").exists()
     out = lr("render", "--no-pdf", "-b", "fresh")
     assert out.status == 0, out.stderr

@@ -77,7 +77,8 @@ def test_the_runner_loads_every_data_set_before_the_first_experiment():
 def test_run_accepts_name_patterns_and_refuses_one_that_matches_nothing(lr):
     (lr.folder / "experiments.toml").write_text(LAB)
     out = lr("run", "--dry-run", "hog-*", "cnn-?")
-    assert (out.status, out.stdout) == (0, "missing  hog-a\nmissing  hog-b\nmissing  cnn-a\n")
+    assert (out.status, out.stdout) == (0, "".join(f"missing  {name}  new: never run\n" for name in ("hog-a", "hog-b", "cnn-a"))
+                                        + "0 up to date, 3 would be trained\n")
     out = lr("run", "--dry-run", "hgo-*", "raw-1")
     assert (out.status, out.stdout) == (2, "")
     assert out.stderr == "labreport: no experiment named 'hgo-*' in experiments.toml (did you mean 'hog-b'?)\n"
