@@ -92,13 +92,17 @@ def test_a_spec_change_names_the_keys_and_their_old_and_new_values(tmp_path):
     assert b.fresh  # mlp-b sets its own epochs and dropout
 
 
-def test_an_engine_version_change_is_a_reason(tmp_path):
-    lab = write_lab(tmp_path)
-    spec = lab.by_name("mlp-a")
+def made_by_engine_0(spec) -> dict:
+    """A result as an older engine version ("0") stored it."""
     old = make_result(spec)
     old["versions"] = {**old["versions"], "engine": "0"}
     old["cache_key"] = spec.cache_key(data_sha256=staleness.data_sha256("mnist"), engine_version="0")
-    decision = staleness.decide(spec, old)
+    return old
+
+
+def test_an_engine_version_change_is_a_reason(tmp_path):
+    spec = write_lab(tmp_path).by_name("mlp-a")
+    decision = staleness.decide(spec, made_by_engine_0(spec))
     assert decision.status == "stale" and decision.out_of_date
     assert reasons(decision) == [("engine", f"engine version changed: 0 -> {staleness.engine_version()}")]
 
@@ -152,10 +156,7 @@ def test_the_report_marks_an_engine_version_change_out_of_date(tmp_path):
     """Before: render compared the spec alone, so a result of an older engine looked current."""
     lab = write_lab(tmp_path)
     spec = lab.by_name("mlp-a")
-    old = make_result(spec)
-    old["versions"] = {**old["versions"], "engine": "0"}
-    old["cache_key"] = spec.cache_key(data_sha256=staleness.data_sha256("mnist"), engine_version="0")
-    document = render.results_document(lab, [commentary.Run(spec, old)], quick=False)
+    document = render.results_document(lab, [commentary.Run(spec, made_by_engine_0(spec))], quick=False)
     assert document["experiments"][0]["stale"] is True
 
 
