@@ -26,11 +26,13 @@ and labels matched across line breaks and hyphenation, so the layout never matte
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import math
 import re
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, TextIO
@@ -38,16 +40,29 @@ from typing import Any, Callable, ClassVar, TextIO
 import numpy as np
 
 from labreport.results import metrics
-from labreport.report import commentary
+from labreport.report import claims as claims_mod, model
 from labreport.results import store
+from labreport.results.run import Run, best_run
 from labreport.config.loader import ConfigError, loads
 from labreport.errors import UserError
 from labreport.grading import attachments as bounded
 from labreport.config.param_counts import breakdown, fmt
-from labreport.report.render import BANNER, RESULTS_SCHEMA, slug
+from labreport.report.model import BANNER, METRIC_LABELS
+from labreport.report.render import CLAIMS_NAME, RESULTS_SCHEMA
+from labreport.report.q2 import chosen_run as q2_chosen_run
 from labreport.config.spec import ExperimentSpec, LabConfig
 
 OK, MISMATCH, NOTE = "OK", "MISMATCH", "NOTE"
+SMOKE_RUN, CLAIM, TEXT, TEMPLATES = "smoke-run", "claim", "text", "templates"
+# What each verdict rests on, printed under it: a teacher must know what a check cannot prove.
+PROOF_NOTE = (
+    "What this proves: the numbers printed in the PDF's text layer are the ones the attached results.json"
+    " and experiments.toml give (every claim re-derived, every printed number accounted for), and the"
+    " stored results agree with each other and with the declared settings. It does not prove that training"
+    " happened (a consistent results.json can be written by hand; the cache key only proves consistency):"
+    " `verify --rerun K` re-trains K models. It cannot see numbers drawn as pictures: reports rendered with"
+    " non-default templates are flagged.")
+
 DOCUMENT = "document"
 RESULTS_NAME = "results.json"
 DEFAULT_TOLERANCE = 0.01  # absolute test accuracy: 1 point, well above run-to-run noise on CPU
@@ -69,6 +84,7 @@ class Finding:
     check: str
     status: str  # OK | MISMATCH | NOTE
     detail: str
+    kind: str = ""  # a family grade can show without logic of its own: smoke-run, claim, templates, ...
 
     def line(self) -> str:
         return f"{self.status:<8} {self.subject}: {self.check}: {self.detail}"
@@ -88,10 +104,18 @@ class Verification:
     def ok(self) -> bool:
         return not self.mismatches
 
+    def of_kind(self, kind: str) -> tuple[Finding, ...]:
+        """The non-OK findings of one kind, e.g. "smoke-run" (results that contradict a full run)."""
+        return tuple(f for f in self.findings if f.kind == kind and f.status != OK)
+
+    @property
+    def smoke_runs(self) -> tuple[Finding, ...]:
+        return self.of_kind(SMOKE_RUN)
+
     def summary(self) -> str:
         n, bad = len(self.findings), len(self.mismatches)
         notes = sum(f.status == NOTE for f in self.findings)
-        note_text = f" ({commentary.plural(notes, 'note')})" if notes else ""
+        note_text = f" ({claims_mod.plural(notes, 'note')})" if notes else ""
         if bad:
             return f"NOT VERIFIED: {self.path.name}: {bad} of {n} checks MISMATCH{note_text}."
         return f"VERIFIED: {self.path.name}: all {n} checks OK{note_text}."
@@ -102,6 +126,8 @@ def format_report(v: Verification, *, quiet: bool = False) -> str:
     lines = [f"{v.path}: {v.title}"]
     lines += [f.line() for f in v.findings if not quiet or f.status != OK]
     lines.append(v.summary())
+    if not quiet:
+        lines.append(PROOF_NOTE)
     return "\n".join(lines)
 
 
@@ -163,14 +189,14 @@ class PdfText:
     def has_anchors(self, prefix: str) -> bool:
         return any(a.name.startswith(prefix) for a in self.anchors)
 
-    def region(self, name: str) -> Region | None:
+    def region(self, name: str, min_y: float = -math.inf) -> Region | None:
         start = self.anchor(name)
         if start is None:
             return None
         keys = [a.key for a in self.anchors]
         i = bisect.bisect_right(keys, start.key)
         end = keys[i] if i < len(keys) else (math.inf, math.inf)
-        text = " ".join(f.text for f in self.fragments if start.key < f.key < end)
+        text = " ".join(f.text for f in self.fragments if start.key < f.key < end and f.y >= min_y)
         return Region(name, start.page + 1, normalize(text))
 
     @property
@@ -210,6 +236,11 @@ class Submission:
     config: LabConfig
     results: dict  # the results.json document (render.results_document)
     text: PdfText
+    claims: dict | None = None  # the claims.json document (model.claims_document); None in older PDFs
+
+    @property
+    def anchors(self) -> model.Anchors:
+        return model.Anchors.of([s.name for s in self.config.experiments])
 
     @property
     def entries(self) -> dict[str, dict]:
@@ -225,11 +256,11 @@ class Submission:
         r = (self.entries.get(name) or {}).get("result")
         return r if r is not None and result_problem(r) is None else None
 
-    def runs(self) -> list[commentary.Run]:
-        return [commentary.Run(s, self.result(s.name)) for s in self.config.experiments]
+    def runs(self) -> list[Run]:
+        return [Run(s, self.result(s.name)) for s in self.config.experiments]
 
 
-# The containers the checks (and commentary.Run) read; results.json is untrusted input, so a
+# The containers the checks (and Run) read; results.json is untrusted input, so a
 # wrong type here is reported as a mismatch instead of failing deep inside a check.
 RESULT_SHAPE = {"spec": dict, "metrics": dict, "params": dict, "data": dict, "versions": dict,
                 "history": dict, "confusion": list}
@@ -266,7 +297,15 @@ def read_submission(path: Path | str) -> Submission:
     except ConfigError as e:
         raise UnreadableReport(f"{path}: the attached {toml_name} is invalid:\n  " + "\n  ".join(e.errors)) from None
     text = _pdf_call(path, lambda: extract_text(reader))
-    return Submission(path, toml_name, toml_text, config, results, text)
+    claims_doc = None
+    if CLAIMS_NAME in attachments:
+        try:
+            claims_doc = json.loads(_decode(path, CLAIMS_NAME, attachments[CLAIMS_NAME]), parse_constant=_no_constant)
+        except ValueError as e:
+            raise UnreadableReport(f"{path}: the attached {CLAIMS_NAME} is not valid JSON ({e})") from None
+        if not isinstance(claims_doc, dict) or not isinstance(claims_doc.get("claims"), list):
+            raise UnreadableReport(f"{path}: the attached {CLAIMS_NAME} is not a labreport claims file")
+    return Submission(path, toml_name, toml_text, config, results, text, claims_doc)
 
 
 def open_pdf(path: Path):
@@ -344,8 +383,8 @@ def _toml_name(path: Path, attachments: dict[str, bytes], results: dict) -> str:
 def check_document(sub: Submission) -> list[Finding]:
     n_results = len(sub.results["experiments"])
     out = [Finding(DOCUMENT, "attachments", OK,
-                   f"{sub.toml_name} ({commentary.plural(len(sub.config.experiments), 'experiment')}),"
-                   f" {RESULTS_NAME} ({commentary.plural(n_results, 'experiment')})")]
+                   f"{sub.toml_name} ({claims_mod.plural(len(sub.config.experiments), 'experiment')}),"
+                   f" {RESULTS_NAME} ({claims_mod.plural(n_results, 'experiment')})")]
     same = sub.results.get("experiments_toml") == sub.toml_text
     out.append(Finding(DOCUMENT, sub.toml_name, OK if same else MISMATCH,
                        f"identical to the copy inside {RESULTS_NAME}" if same
@@ -440,7 +479,7 @@ def _count(v: Any) -> str:
 # --------------------------------------------------------------------------- measurements
 def check_measurements(spec: ExperimentSpec, result: dict) -> Finding:
     """The stored numbers of an 'ok' run must agree with each other (a hand edit rarely does)."""
-    run = commentary.Run(spec, result)
+    run = Run(spec, result)
     problems = _confusion_problems(run, result) + _history_problems(run)
     if problems:
         return Finding(spec.name, "measurements", MISMATCH, "; ".join(problems))
@@ -449,7 +488,7 @@ def check_measurements(spec: ExperimentSpec, result: dict) -> Finding:
                    " with the last epoch")
 
 
-def _confusion_problems(run: commentary.Run, result: dict) -> list[str]:
+def _confusion_problems(run: Run, result: dict) -> list[str]:
     try:
         cm = np.asarray(result.get("confusion"), dtype=float)
     except (TypeError, ValueError):
@@ -473,7 +512,7 @@ def _confusion_problems(run: commentary.Run, result: dict) -> list[str]:
     return out
 
 
-def _history_problems(run: commentary.Run) -> list[str]:
+def _history_problems(run: Run) -> list[str]:
     h = run.history
     out = []
     for label, key, value in (("test loss", "val_loss", run.test_loss),
@@ -491,7 +530,7 @@ def _raw(v: float | None) -> str:
 # --------------------------------------------------------------------------- printed numbers
 @dataclass(frozen=True)
 class Printed:
-    """One experiment's numbers as the templates print them (commentary.num / pct, params.fmt)."""
+    """One experiment's numbers as the templates print them (claims_mod.num / pct, params.fmt)."""
 
     test_loss: str
     test_accuracy: str
@@ -504,10 +543,10 @@ class Printed:
 
     @classmethod
     def of(cls, spec: ExperimentSpec, result: dict) -> Printed:
-        run = commentary.Run(spec, result)
+        run = Run(spec, result)
         stored = (result.get("params") or {}).get("total") if isinstance(result.get("params"), dict) else None
         n_params = stored if isinstance(stored, int) else None
-        return cls(commentary.num(run.test_loss), commentary.pct(run.test_accuracy), commentary.num(run.macro_f1),
+        return cls(claims_mod.num(run.test_loss), claims_mod.pct(run.test_accuracy), claims_mod.num(run.macro_f1),
                    "—" if n_params is None else fmt(n_params),
                    (("test_loss", run.test_loss), ("test_accuracy", run.test_accuracy),
                     ("macro_f1", run.macro_f1), ("n_params", n_params)))
@@ -527,8 +566,8 @@ class Printed:
         return same, wrong
 
 
-CARD_LABELS = {"test_loss": "Test loss (score)", "test_accuracy": "Test accuracy", "macro_f1": "Macro F1",
-               "n_params": "Parameters:"}
+CARD_LABELS = {"test_loss": METRIC_LABELS["test_loss"], "test_accuracy": METRIC_LABELS["test_accuracy"],
+               "macro_f1": METRIC_LABELS["macro_f1"], "n_params": "Parameters:"}
 ROW = re.compile(
     r"(?:^| )(?P<n_params>\d{1,3}(?:,\d{3})*) (?P<batch>\d{1,3}(?:,\d{3})*) (?P<epochs>\d{1,3}(?:,\d{3})*)"
     r" (?:(?P<test_loss>\S+) (?P<test_accuracy>\S+%|—)(?: \(diverged\))? (?P<macro_f1>\S+)|FAILED)")
@@ -551,9 +590,10 @@ def _printed_finding(spec: ExperimentSpec, where: str, region: Region, printed: 
 
 
 def check_card(sub: Submission, spec: ExperimentSpec, result: dict) -> Finding:
-    region = sub.text.region(f"exp-{slug(spec.name)}")
+    anchor = sub.anchors.card(spec.name)
+    region = sub.text.region(anchor)
     if region is None or not _titled(region, spec.name):
-        what = "no card" if region is None else f"the card anchored at exp-{slug(spec.name)} is titled otherwise"
+        what = "no card" if region is None else f"the card anchored at {anchor} is titled otherwise"
         return Finding(spec.name, "card", MISMATCH, f"{what} in the PDF")
     printed = {}
     for field, label in CARD_LABELS.items():
@@ -566,9 +606,10 @@ def check_row(sub: Submission, spec: ExperimentSpec, result: dict) -> Finding:
     if not sub.text.has_anchors("row-"):
         return Finding(spec.name, "part table", NOTE,
                        "not checked: the table rows of this PDF carry no anchors (made by an older labreport)")
-    region = sub.text.region(f"row-{slug(spec.name)}")
+    anchor = sub.anchors.row(spec.name)
+    region = sub.text.region(anchor)
     if region is None or not _titled(region, spec.name):
-        what = "no row" if region is None else f"the row anchored at row-{slug(spec.name)} is named otherwise"
+        what = "no row" if region is None else f"the row anchored at {anchor} is named otherwise"
         return Finding(spec.name, "part table", MISMATCH, f"{what} in the part table")
     m = ROW.search(region.text)
     if m is None:
@@ -616,17 +657,204 @@ def check_experiment(sub: Submission, spec: ExperimentSpec, q2_model: bool) -> l
     out += [check_card(sub, spec, result), check_row(sub, spec, result)]
     if q2_model:
         out.append(check_q2(sub, spec, result))
+    out += check_full_run(sub, spec, result)
     return out
 
 
-def verify_submission(sub: Submission) -> list[Finding]:
+# --------------------------------------------------------------------------- smoke runs
+def check_full_run(sub: Submission, spec: ExperimentSpec, result: dict) -> list[Finding]:
+    """A result handed in as a full run whose own fields contradict one (kind "smoke-run")."""
+    if sub.quick:
+        return []  # the report says it is a smoke run: the banner check covers it
+    reasons = Run(spec, result).full_run_contradictions()
+    if not reasons:
+        return []
+    return [Finding(spec.name, "full run", MISMATCH,
+                    "handed in as a full run, but " + "; ".join(reasons)
+                    + " (the stored fields contradict a full run; only --rerun proves what training gives)",
+                    SMOKE_RUN)]
+
+
+# --------------------------------------------------------------------------- claims and the text layer
+# A number as printed: digits with thousands separators and decimals, a sign when it starts a word
+# ("−0.0123", "(+0.52"), a trailing % when there is one. Both sides are cut the same way.
+NUMBER = re.compile(r"(?:(?<=^)|(?<=[\s(\[]))[−+-]?\d[\d,]*(?:\.\d+)?%?|\d[\d,]*(?:\.\d+)?%?")
+FOOTER_PT = 45.0  # text below this height (PDF points from the bottom) is the page footer (page x of y)
+
+
+def numbers(text: str) -> list[str]:
+    return [t.rstrip(",") for t in NUMBER.findall(text)]
+
+
+def html_regions(html: str) -> dict[str, str]:
+    """The text of every element with an id, up to the next id, in document order (as the PDF regions)."""
+    from html.parser import HTMLParser
+
+    class Regions(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.current, self.skip = "", 0
+            self.text: dict[str, list[str]] = {"": []}
+            self.ol: list[int] = []  # item counters of the open <ol>s: their markers are printed numbers
+
+        def handle_starttag(self, tag, attrs):
+            if tag in ("style", "script", "head", "title"):
+                self.skip += 1
+            if tag == "ol":
+                self.ol.append(0)
+            elif tag == "li" and self.ol:
+                self.ol[-1] += 1
+                self.text[self.current].append(f" {self.ol[-1]}. ")
+            ident = dict(attrs).get("id")
+            if ident is not None:
+                self.current = ident
+                self.text.setdefault(ident, [])
+
+        def handle_endtag(self, tag):
+            if tag in ("style", "script", "head", "title"):
+                self.skip = max(0, self.skip - 1)
+            if tag == "ol" and self.ol:
+                self.ol.pop()
+
+        def handle_data(self, data):
+            if not self.skip:
+                self.text[self.current].append(data)
+
+    parser = Regions()
+    parser.feed(html)
+    return {k: normalize(" ".join(v)) for k, v in parser.text.items()}
+
+
+def rebuild(sub: Submission) -> tuple[model.Report, str]:
+    """The report model and HTML the attachments give (default templates, figures as placeholders)."""
+    from labreport.report import render
+
+    runs = sub.runs()
+    info = model.RenderInfo.from_dict((sub.claims or {}).get("render") or {})
+    report = model.build(sub.config, runs, info, quick=sub.quick)
+    placeholder = render.Fig("figure.png", 10.0, 10.0, "")
+    html = render.html_writer(None)(report, lambda key: placeholder if key else None)
+    return report, html
+
+
+def check_templates(sub: Submission) -> Finding:
+    from labreport.report import render
+
+    recorded = (sub.claims or {}).get("templates") or {}
+    ours = render.template_digest(None)["digest"]
+    if recorded.get("digest") == ours:
+        return Finding(DOCUMENT, "templates", OK, "rendered with the default templates and stylesheet", TEMPLATES)
+    why = ("rendered with its own templates/stylesheet (--templates)" if recorded.get("default") is False
+           else "its templates differ from this labreport's defaults (another labreport version?)")
+    return Finding(DOCUMENT, "templates", MISMATCH,
+                   f"{why}: a stylesheet can hide a printed number and show a picture of another one, so the"
+                   " text layer may not be what a reader sees; accept it only if you allowed custom templates"
+                   " (verify --allow-templates)", TEMPLATES)
+
+
+def check_claims(sub: Submission, report: model.Report) -> list[Finding]:
+    """The attached claims.json equals the claims of a rebuild, and claims about not-run experiments."""
+    if sub.claims is None:
+        return [Finding(DOCUMENT, CLAIMS_NAME, NOTE, f"no {CLAIMS_NAME} attached (made by an older labreport):"
+                        " the text layer is compared with a rebuild of the attachments only", CLAIM)]
+    attached = [c for c in sub.claims["claims"] if isinstance(c, dict)]
+    want = [c.as_dict() for c in report.claims]
+    keys = ("anchor", "what", "text", "source")
+    out = []
+    not_run = {s.name for s in sub.config.experiments if sub.result(s.name) is None}
+    ghost = [c for c in attached if c.get("subject") in not_run and str(c.get("source", "")).startswith("results:")]
+    for c in ghost[:5]:
+        out.append(Finding(str(c.get("subject")), "claim", MISMATCH,
+                           f"{c.get('what')} claimed ({c.get('text')!r} at #{c.get('anchor')}) but {RESULTS_NAME}"
+                           " says this experiment was not run", CLAIM))
+    a = [tuple(str(c.get(k)) for k in keys) for c in attached]
+    w = [tuple(str(c.get(k)) for k in keys) for c in want]
+    if a == w:
+        out.append(Finding(DOCUMENT, CLAIMS_NAME, OK, f"{len(w)} claims, each re-derived from the attachments", CLAIM))
+        return out
+    extra = [x for x in a if x not in set(w)]
+    missing = [x for x in w if x not in set(a)]
+    sample = "; ".join(f"{x[1]} = {x[2]!r} at #{x[0]}" for x in extra[:3])
+    out.append(Finding(DOCUMENT, CLAIMS_NAME, MISMATCH,
+                       f"differs from the claims re-derived from the attachments: {len(extra)} not re-derived"
+                       f" ({sample or 'none'}), {len(missing)} missing", CLAIM))
+    return out
+
+
+def check_text_layer(sub: Submission, report: model.Report, html: str) -> list[Finding]:
+    """Every claim is printed in its place, and every number of the text layer is accounted for."""
+    expected = html_regions(html)
+    by_anchor: dict[str, list[claims_mod.Claim]] = {}
+    for c in report.claims:
+        by_anchor.setdefault(c.anchor, []).append(c)
+    not_run = {s.name for s in sub.config.experiments if sub.result(s.name) is None}
+    subject_of = {}
+    for spec in sub.config.experiments:
+        subject_of[sub.anchors.card(spec.name)] = spec.name
+        subject_of[sub.anchors.row(spec.name)] = spec.name
+    n_pages = max((f.page for f in sub.text.fragments), default=0) + 1
+    out: list[Finding] = []
+    checked_claims = 0
+    for anchor, want_text in expected.items():
+        if not anchor:
+            continue
+        region = sub.text.region(anchor, min_y=FOOTER_PT)
+        if region is None:
+            out.append(Finding(DOCUMENT, f"#{anchor}", MISMATCH, "this part of the report is missing from the PDF", TEXT))
+            continue
+        printed = Counter(numbers(region.text))
+        wanted = Counter(numbers(want_text))
+        if anchor == model.TOC_ANCHOR:  # the page numbers WeasyPrint adds after each entry
+            for tok in list(printed):
+                if tok.isdigit() and 1 <= int(tok) <= n_pages:
+                    printed[tok] = max(0, printed[tok] - (printed[tok] - wanted.get(tok, 0)))
+        extra = printed - wanted
+        lost = wanted - printed
+        subject = subject_of.get(anchor, DOCUMENT)
+        where = f"page {region.page}, #{anchor}"
+        for c in by_anchor.get(anchor, ()):
+            checked_claims += 1
+            if not _printed_in(c.text, region.text):
+                got = [t for t in extra if t not in wanted] or list(extra)
+                detail = (f"{c.what}: the attachments give {c.text!r} ({c.source}), the page prints"
+                          f" {', '.join(repr(t) for t in got[:3]) if got else 'something else'}")
+                out.append(Finding(c.subject or subject, where, MISMATCH, detail, CLAIM))
+        if extra:
+            what = ("numbers printed for an experiment that did not run" if subject in not_run
+                    else "numbers on the page that neither a claim nor the template's text accounts for")
+            out.append(Finding(subject, where, MISMATCH,
+                               f"{what}: {', '.join(repr(t) for t in sorted(extra.elements())[:6])}", TEXT))
+        elif lost and not by_anchor.get(anchor):
+            out.append(Finding(subject, where, MISMATCH,
+                               f"numbers of the template's text missing: {', '.join(sorted(lost.elements())[:6])}",
+                               TEXT))
+    if not any(f.status == MISMATCH for f in out):
+        out.append(Finding(DOCUMENT, "text layer", OK,
+                           f"{checked_claims} claims found in place; every number on the {n_pages} pages is a claim"
+                           " or the template's own text", TEXT))
+    return out
+
+
+def _printed_in(text: str, region_text: str) -> bool:
+    return bool(re.search(loose(text), region_text))
+
+
+def verify_submission(sub: Submission, *, allow_templates: bool = False) -> list[Finding]:
     """Every check that needs no training."""
     runs = sub.runs()
     parts = dict.fromkeys(s.part for s in sub.config.experiments)
-    q2_models = {run.name for p in parts for run in [commentary.chosen_run(p, runs)[0]] if run is not None}
+    q2_models = {run.name for p in parts for run in [q2_chosen_run(p, runs)[0]] if run is not None}
     out = check_document(sub)
     for spec in sub.config.experiments:
         out += check_experiment(sub, spec, spec.name in q2_models)
+    templates = check_templates(sub) if sub.claims is not None else None
+    if templates is not None:
+        if allow_templates and templates.status == MISMATCH:
+            templates = dataclasses.replace(templates, status=NOTE)
+        out.append(templates)
+    report, html = rebuild(sub)
+    out += check_claims(sub, report)
+    out += check_text_layer(sub, report, html)
     return out
 
 
@@ -635,7 +863,7 @@ def rerun_candidates(sub: Submission, k: int) -> list[ExperimentSpec]:
     """``k`` experiments with a measured accuracy: the chosen ones first, then in config order."""
     measured = [s for s in sub.config.experiments
                 if (sub.result(s.name) or {}).get("status") == "ok"
-                and commentary.Run(s, sub.result(s.name)).test_accuracy is not None]
+                and Run(s, sub.result(s.name)).test_accuracy is not None]
     ordered = [s for s in measured if s.chosen] + [s for s in measured if not s.chosen]
     return ordered[:k]
 
@@ -678,16 +906,16 @@ def _share_caches(scratch: Path, build: Path) -> None:
 
 
 def compare_rerun(spec: ExperimentSpec, claimed: dict | None, fresh: dict | None, tolerance: float) -> Finding:
-    claimed_acc = commentary.Run(spec, claimed).test_accuracy
+    claimed_acc = Run(spec, claimed).test_accuracy
     if fresh is None or fresh.get("status") != "ok":
         why = (fresh or {}).get("error") or (fresh or {}).get("status") or "no result stored"
         return Finding(spec.name, "rerun", MISMATCH, f"the re-training did not finish: {why}")
-    acc = commentary.Run(spec, fresh).test_accuracy
+    acc = Run(spec, fresh).test_accuracy
     if acc is None or claimed_acc is None:
         return Finding(spec.name, "rerun", MISMATCH, "the re-training measured no test accuracy")
     diff = acc - claimed_acc
-    detail = (f"test accuracy {commentary.pct(claimed_acc)} claimed, {commentary.pct(acc)} re-trained"
-              f" ({commentary.points(diff)} points; tolerance ±{100 * tolerance:.2f} points)")
+    detail = (f"test accuracy {claims_mod.pct(claimed_acc)} claimed, {claims_mod.pct(acc)} re-trained"
+              f" ({claims_mod.points(diff)} points; tolerance ±{100 * tolerance:.2f} points)")
     return Finding(spec.name, "rerun", OK if abs(diff) <= tolerance + 1e-12 else MISMATCH, detail)
 
 
@@ -701,10 +929,11 @@ def title_of(sub: Submission) -> str:
 
 def verify(path: Path | str, *, rerun_k: int = 0, tolerance: float = DEFAULT_TOLERANCE,
            build: Path = Path("build"), train: Callable[..., dict] | None = None,
-           load_dataset: Callable[..., Any] | None = None, progress: TextIO | None = None) -> Verification:
+           load_dataset: Callable[..., Any] | None = None, progress: TextIO | None = None,
+           allow_templates: bool = False) -> Verification:
     """Read ``path`` and run every check (plus ``rerun_k`` re-trainings); raise UnreadableReport."""
     sub = read_submission(path)
-    findings = verify_submission(sub)
+    findings = verify_submission(sub, allow_templates=allow_templates)
     if rerun_k:
         findings += rerun(sub, rerun_k, tolerance=tolerance, build=build, train=train,
                           load_dataset=load_dataset, progress=progress)

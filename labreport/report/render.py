@@ -17,6 +17,7 @@ unchanged results draws nothing and lays out nothing. No TensorFlow is imported.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -24,6 +25,7 @@ import logging
 import mimetypes
 import os
 import platform
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,18 +34,18 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 from labreport import __version__
-from labreport.report import commentary
-from labreport.results import store
-from labreport.report.commentary import Run
+from labreport.report import claims, model
 from labreport.report.figures import EQUATIONS, FigureRef, Figures
+from labreport.report.model import BANNER, slug  # noqa: F401 - re-exported for verify and the tests
+from labreport.results import store
+from labreport.results.run import Run, best_run
 from labreport.config.param_counts import fmt
-from labreport.config.spec import CLASS_NAMES, PART_TITLES, PARTS, ExperimentSpec, LabConfig
-from labreport.errors import RenderError, TemplateError
-from labreport.results import staleness
+from labreport.config.spec import CLASS_NAMES, LabConfig
+from labreport.errors import RenderError, TemplateError  # noqa: F401 - render.RenderError/TemplateError
 from labreport.results.layout import BuildLayout
 
 RESULTS_SCHEMA = 1
-BANNER = "SMOKE RUN (--quick): numbers are not the lab's"
+CLAIMS_NAME = "claims.json"
 PDF_STAMP = ".report.pdf.stamp"
 ENTRY_TEMPLATE = "report.html.j2"
 STYLESHEET = "style.css"
@@ -100,18 +102,14 @@ def make_environment(templates_dir: Path | None = None):
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(
-        pct=commentary.pct,
-        num=commentary.num,
+    env.filters.update(  # for user templates; the default ones print the model's formatted strings
+        pct=claims.pct,
+        num=claims.num,
         intc=lambda n: "—" if n is None else fmt(int(n)),
-        seconds=commentary.seconds,
+        seconds=claims.seconds,
         slug=slug,
     )
     return env
-
-
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in str(name))
 
 
 def _template_frame(code_file: str, dirs: Sequence[Path]) -> bool:
@@ -240,7 +238,7 @@ def make_url_fetcher(roots: Sequence[Path]):
     return LocalFetcher()
 
 
-# --------------------------------------------------------------------------- context
+# --------------------------------------------------------------------------- figures
 @dataclass(frozen=True)
 class Fig:
     """What a template needs to print one figure."""
@@ -251,234 +249,45 @@ class Fig:
     alt: str
 
 
-@dataclass(frozen=True)
-class Card:
-    """One experiment as printed in its part."""
-
-    name: str
-    anchor: str
-    part: str
-    status: str  # ok | diverged | failed | not run
-    error: str
-    stale: bool
-    chosen: bool
-    best: bool
-    description: str
-    short: str
-    hyper: tuple[tuple[str, str], ...]
-    metrics: tuple[tuple[str, str], ...]
-    curves: Fig | None
-    confusion: Fig | None
-    pairs: tuple[dict, ...]
-    observations: tuple[str, ...]
-    comment: Any  # Markup
-    quick: bool
-
-
-@dataclass(frozen=True)
-class PartView:
-    part: str
-    title: str
-    number: int
-    anchor: str
-    dataset: str
-    intro: tuple[str, ...]
-    summary: commentary.PartSummary
-    compare: Fig | None
-    samples: Fig | None
-    hog: Fig | None
-    cards: tuple[Card, ...]
-
-
-@dataclass(frozen=True)
-class ModelView:
-    model: commentary.ModelComplexity
-    part_title: str
-    anchor: str
-
-
 def _fig(ref: FigureRef | None, out_dir: Path) -> Fig | None:
     if ref is None or not ref.path.exists():
         return None
     return Fig(ref.src(out_dir), ref.width_mm, ref.height_mm, ref.alt)
 
 
-def _is_stale(spec: ExperimentSpec, result: dict | None) -> bool:
-    """The result was computed for other settings, data or engine than today's (one decision for every command)."""
-    return bool(result) and staleness.decide(spec, result, quick=bool(result.get("quick"))).out_of_date
-
-
 def load_runs(config: LabConfig, build: Path, quick: bool = False) -> list[Run]:
     return [Run(spec, store.read_result(build, spec.name, quick)) for spec in config.experiments]
 
 
-def _metrics_rows(run: Run) -> tuple[tuple[str, str], ...]:
-    if not run.result:
-        return ()
-    f = run.facts
-    rows = [
-        ("Test loss (score)", commentary.num(run.test_loss)),
-        ("Test accuracy", commentary.pct(run.test_accuracy)),
-        ("Macro F1", commentary.num(run.macro_f1)),
-    ]
-    m = run.metrics
-    if isinstance(m.get("train_loss"), (int, float)):
-        rows.append(("Training loss (last epoch)", commentary.num(m["train_loss"])))
-    if isinstance(m.get("train_accuracy"), (int, float)):
-        rows.append(("Training accuracy", commentary.pct(m["train_accuracy"])))
-    rows.append(("Epochs run", f"{f['epochs_run']} of {run.spec.epochs}"))
-    if f["best_epoch"]:
-        rows.append(("Min. test loss", f"{commentary.num(f['min_test_loss'])} at epoch {f['best_epoch']}"))
-    rows.append(("Run time", commentary.seconds(run.duration_s)))
-    return tuple(rows)
-
-
-def _part_intro(part: str, runs: Sequence[Run]) -> tuple[str, ...]:
-    mine = [r.spec for r in runs if r.spec.part == part]
-    if not mine:
-        return ()
-    datasets = sorted({s.dataset for s in mine})
-    out = [f"{plural_exp(len(mine))} on {', '.join(commentary.dataset_title(d) for d in datasets)};"
-           " 60,000 training and 10,000 test images, the test set doubling as validation data during"
-           " training (so the 'test' curves are measured on it after every epoch)."]
-    hogs = sorted({(s.hog.pixels_per_cell, s.hog.orientations) for s in mine if s.hog})
-    for p, o in hogs:
-        cells = 28 // p
-        out.append(f"HOG with {p} x {p}-pixel cells and {o} orientations: ({28} // {p})^2 x {o} ="
-                   f" {cells} x {cells} x {o} = {fmt(cells * cells * o)} features per image.")
-    if any(s.conv for s in mine):
-        stacks = sorted({commentary.flat_spec(s)["conv"] for s in mine if s.conv})
-        out.append("Convolution stacks used (filters@kernel activation, each followed by 2 x 2 max pooling"
-                   " unless stated otherwise in the spec): " + "; ".join(stacks) + ".")
-    return tuple(out)
-
-
-def plural_exp(n: int) -> str:
-    return commentary.plural(n, "experiment")
-
-
-def gather(config: LabConfig, build: Path, *, quick: bool = False, out_dir: Path | None = None,
-           data_dir: Path | None = None, workers: int = 1) -> tuple[dict, int, list[Run]]:
-    """Everything the templates print, as frozen values; returns (context, figures drawn, runs)."""
-    build = Path(build)
-    out_dir = Path(out_dir or build)
-    runs = load_runs(config, build, quick)
-    figs = Figures(build / "figures")
-    data_dir = BuildLayout(build).data_dir if data_dir is None else data_dir
-
-    # Phase 1: plan every figure (cheap: hashes only).
+def plan_figures(report: model.Report, runs: Sequence[Run], figs: Figures, data_dir: Path) -> dict[str, FigureRef | None]:
+    """A FigureRef for every figure key of the model (cheap: hashes only; nothing is drawn)."""
+    by_name = {r.name: r for r in runs}
     refs: dict[str, FigureRef | None] = {}
-    for r in runs:
-        if r.result and any(r.history.values()):
-            refs[f"curves:{r.name}"] = figs.curves(r.name, r.history, r.facts["best_epoch"])
-        cm = (r.result or {}).get("confusion")
-        if cm and r.status != "failed":
-            refs[f"confusion:{r.name}"] = figs.confusion(r.name, cm, r.class_names)
-    summaries = {p: commentary.part_summary(p, runs, config.requirements.min_variants_per_part)
-                 for p in PARTS if any(r.spec.part == p for r in runs)}
-    for p, s in summaries.items():
-        rows = [{"name": row.name, "test_accuracy": row.test_accuracy, "test_loss": row.test_loss,
-                 "chosen": row.chosen, "best": row.best}
-                for row in s.rows if row.test_accuracy is not None and row.status == "ok"]
-        refs[f"compare:{p}"] = figs.part_comparison(p, rows) if rows else None
-    points = [{"name": r.name, "part": r.spec.part, "n_params": r.n_params, "test_accuracy": r.test_accuracy,
-               "chosen": r.spec.chosen} for r in runs if r.status == "ok" and r.measured]
-    refs["capacity"] = figs.capacity(points) if points else None
-    datasets = {r.spec.dataset for r in runs}
-    for d in sorted(datasets):
-        refs[f"samples:{d}"] = figs.samples(d, data_dir, CLASS_NAMES[d])
-    if any(r.spec.hog for r in runs):
-        refs["hog"] = figs.hog_illustration(data_dir)
-    for key, tex in EQUATIONS.items():
-        refs[f"eq:{key}"] = figs.equation(tex, alt=key)
-
-    # Phase 2: draw what is missing.
-    drawn = figs.draw_pending(workers=workers)
-    warnings = list(figs.errors)
-
-    def fig(key: str) -> Fig | None:
-        return _fig(refs.get(key), out_dir)
-
-    best_names = {s.best for s in summaries.values()}
-    cards_by_part: dict[str, list[Card]] = {p: [] for p in summaries}
-    for r in runs:
-        error = str((r.result or {}).get("error") or "")
-        try:
-            observations = tuple(commentary.observations(r))
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            # A malformed result.json must not hide the other 23 experiments.
-            observations = (f"This result could not be analysed ({type(exc).__name__}: {exc}).",)
-            warnings.append(f"{r.name}: result could not be analysed: {type(exc).__name__}: {exc}")
-        cards_by_part[r.spec.part].append(Card(
-            name=r.name, anchor=f"exp-{slug(r.name)}", part=r.spec.part, status=r.status, error=error,
-            stale=_is_stale(r.spec, r.result), chosen=r.spec.chosen, best=r.name in best_names,
-            description=commentary.model_description(r.spec), short=commentary.short_model(r.spec),
-            hyper=tuple(commentary.hyperparameters(r.spec)), metrics=_metrics_rows(r),
-            curves=fig(f"curves:{r.name}"), confusion=fig(f"confusion:{r.name}"),
-            pairs=tuple((r.result or {}).get("confused_pairs") or ()) if r.measured else (),
-            observations=observations, comment=markdown_to_html(r.spec.comment),
-            quick=bool((r.result or {}).get("quick")),
-        ))
-    parts = []
-    for i, (p, s) in enumerate(summaries.items(), 1):
-        mine = [r for r in runs if r.spec.part == p]
-        dataset = mine[0].spec.dataset
-        parts.append(PartView(
-            part=p, title=PART_TITLES.get(p, p), number=i, anchor=f"part-{p}", dataset=dataset,
-            intro=_part_intro(p, runs), summary=s, compare=fig(f"compare:{p}"),
-            samples=fig(f"samples:{dataset}"), hog=fig("hog") if any(r.spec.hog for r in mine) else None,
-            cards=tuple(cards_by_part[p]),
-        ))
-    models = []
-    for p in summaries:
-        run, why = commentary.chosen_run(p, runs)
-        if run is not None:
-            models.append(ModelView(commentary.model_complexity(run.spec, run.result, why), PART_TITLES.get(p, p),
-                                    f"q2-{p}"))
-    timing_rows, total_s = commentary.timings(runs)
-    today = _dt.date.today().isoformat()
-    n_status = {k: sum(1 for r in runs if r.status == k) for k in ("ok", "diverged", "failed", commentary.NOT_RUN)}
-    context = {
-        "meta": {
-            "title": config.report.title,
-            "authors": tuple(config.report.authors),
-            "course": config.report.course,
-            "group": config.report.group,
-            "date": config.report.date or today,
-        },
-        "quick": quick,
-        "banner": BANNER,
-        "config_name": Path(config.path).name,
-        "counts": {
-            "experiments": len(runs),
-            "parts": len(summaries),
-            "ok": n_status["ok"],
-            "diverged": n_status["diverged"],
-            "failed": n_status["failed"],
-            "not_run": n_status[commentary.NOT_RUN],
-            "stale": sum(1 for cards in cards_by_part.values() for c in cards if c.stale),
-            "quick_results": sum(1 for r in runs if (r.result or {}).get("quick")),
-        },
-        "q1": commentary.learning_algorithm([r.spec for r in runs]),
-        "eq": {key: fig(f"eq:{key}") for key in EQUATIONS},
-        "q2": tuple(models),
-        "q3": commentary.capacity(runs),
-        "capacity_fig": fig("capacity"),
-        "parts": tuple(parts),
-        "samples": {d: fig(f"samples:{d}") for d in sorted(datasets)},
-        "appendix": {
-            "toml": config.source_text,
-            "render_versions": _render_versions(),
-            "run_versions": commentary.versions_used(runs),
-            "checksums": commentary.data_checksums(runs),
-            "timings": timing_rows,
-            "total_s": total_s,
-            "problems": commentary.problems(runs),
-        },
-        "generator": f"labreport {__version__}",
-        "warnings": tuple(warnings),
-    }
-    return context, drawn, runs
+    for key in report.figure_keys:
+        kind, _, arg = key.partition(":")
+        if kind == "curves":
+            r = by_name[arg]
+            refs[key] = figs.curves(r.name, r.history, r.facts["best_epoch"])
+        elif kind == "confusion":
+            r = by_name[arg]
+            refs[key] = figs.confusion(r.name, r.result["confusion"], r.class_names)
+        elif kind == "compare":
+            rows = [{"name": r.name, "test_accuracy": r.test_accuracy, "test_loss": r.test_loss,
+                     "chosen": r.spec.chosen, "best": r.name == (best.name if best else None)}
+                    for best in [best_run(x for x in runs if x.spec.part == arg)]
+                    for r in runs if r.spec.part == arg and r.test_accuracy is not None and r.status == "ok"]
+            refs[key] = figs.part_comparison(arg, rows) if rows else None
+        elif kind == "capacity":
+            points = [{"name": r.name, "part": r.spec.part, "n_params": r.n_params, "test_accuracy": r.test_accuracy,
+                       "chosen": r.spec.chosen} for r in runs if r.status == "ok" and r.measured]
+            refs[key] = figs.capacity(points) if points else None
+        elif kind == "samples":
+            refs[key] = figs.samples(arg, data_dir, CLASS_NAMES[arg])
+        elif kind == "hog":
+            refs[key] = figs.hog_illustration(data_dir)
+        elif kind == "eq":
+            refs[key] = figs.equation(EQUATIONS[arg], alt=arg)
+    return refs
 
 
 def _render_versions() -> tuple[tuple[str, str], ...]:
@@ -504,30 +313,89 @@ def results_document(config: LabConfig, runs: Sequence[Run], quick: bool) -> dic
         "experiments_toml": config.source_text,
         "experiments": [
             {"name": r.name, "part": r.spec.part, "status": r.status, "n_params": r.n_params,
-             "stale": _is_stale(r.spec, r.result), "result": r.result}
+             "stale": model.is_stale(r.spec, r.result), "result": r.result}
             for r in runs
         ],
     }
 
 
-def render_html(config: LabConfig, build: Path, *, quick: bool = False, templates_dir: Path | None = None,
-                data_dir: Path | None = None, workers: int = 1) -> tuple[str, int, list[Run], list[str]]:
-    """The report as HTML (figures drawn as needed); returns (html, figures drawn, runs, warnings)."""
+def template_digest(templates_dir: Path | None = None) -> dict:
+    """sha256 of the template files the report is rendered with (a user folder overrides by name)."""
+    def files(dirs: Sequence[Path]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for d in reversed(list(dirs)):  # later dirs first, so the user folder's files win
+            for path in sorted(Path(d).rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    out[path.relative_to(d).as_posix()] = path.read_bytes()
+        return out
+
+    def digest(fs: dict[str, bytes]) -> str:
+        h = hashlib.sha256()
+        for name in sorted(fs):
+            h.update(name.encode() + b"\0" + hashlib.sha256(fs[name]).digest())
+        return h.hexdigest()
+
+    default = digest(files([default_templates_dir()]))
+    used = digest(files(template_dirs(templates_dir))) if templates_dir else default
+    return {"digest": used, "default": used == default}
+
+
+def html_writer(templates_dir: Path | None = None):
+    """A function ``report, fig -> HTML`` with the (possibly user-overridden) templates."""
     env = make_environment(templates_dir)
     dirs = template_dirs(templates_dir)
-    context, drawn, runs = gather(config, build, quick=quick, data_dir=data_dir, workers=workers)
-    try:
-        from markupsafe import Markup
 
-        template = env.get_template(ENTRY_TEMPLATE)
-        html = template.render(**context, css=Markup(_stylesheet(env)))
-    except Exception as exc:  # noqa: BLE001 - Jinja errors are user errors; others are bugs
-        import jinja2
+    def write(report: model.Report, fig) -> str:
+        try:
+            from markupsafe import Markup
 
-        if isinstance(exc, (jinja2.TemplateError, UnicodeDecodeError, OSError)) or _in_template(exc, dirs):
-            raise _template_error(exc, dirs) from None
-        raise
-    return html, drawn, runs, list(context["warnings"])
+            template = env.get_template(ENTRY_TEMPLATE)
+            return template.render(**report.context(fig, markdown_to_html), css=Markup(_stylesheet(env)))
+        except Exception as exc:  # noqa: BLE001 - Jinja errors are user errors; others are bugs
+            import jinja2
+
+            if isinstance(exc, (jinja2.TemplateError, UnicodeDecodeError, OSError)) or _in_template(exc, dirs):
+                raise _template_error(exc, dirs) from None
+            raise
+
+    return write
+
+
+_ID = re.compile(r"""<[^>]*?\sid\s*=\s*["']([^"']*)["']""")
+_HREF = re.compile(r"""<a\s[^>]*?href\s*=\s*["']#([^"']*)["']""")
+
+
+def check_links(html: str) -> list[str]:
+    """Internal links (#id) without a target, and ids used twice: what a reader would trip over."""
+    from collections import Counter
+    from html import unescape
+
+    ids = Counter(unescape(i) for i in _ID.findall(html))
+    problems = [f"the id #{i} is used {n} times" for i, n in sorted(ids.items()) if n > 1]
+    problems += [f"the link #{unescape(h)} has no target" for h in dict.fromkeys(_HREF.findall(html))
+                 if unescape(h) not in ids]
+    return problems
+
+
+def render_html(config: LabConfig, build: Path, *, quick: bool = False, templates_dir: Path | None = None,
+                data_dir: Path | None = None, workers: int = 1,
+                date: str | None = None) -> tuple[str, int, list[Run], list[str], model.Report]:
+    """The report as HTML (figures drawn as needed); returns (html, figures drawn, runs, warnings, model)."""
+    build = Path(build)
+    write = html_writer(templates_dir)  # a missing templates folder fails before anything is drawn
+    data_dir = BuildLayout(build).data_dir if data_dir is None else data_dir
+    runs = load_runs(config, build, quick)
+    info = model.RenderInfo(date or config.report.date or _dt.date.today().isoformat(), f"labreport {__version__}",
+                            _render_versions())
+    report = model.build(config, runs, info, quick=quick)
+    figs = Figures(build / "figures")
+    refs = plan_figures(report, runs, figs, data_dir)
+    drawn = figs.draw_pending(workers=workers)
+    if figs.errors:  # the appendix lists the problems met while rendering: rebuild with them
+        info = dataclasses.replace(info, warnings=tuple(figs.errors))
+        report = model.build(config, runs, info, quick=quick)
+    html = write(report, lambda key: _fig(refs.get(key), build) if key else None)
+    return html, drawn, runs, list(report.warnings), report
 
 
 def _pdf_key(html: str, attachments: Sequence[tuple[str, bytes]], user_dir: Path | None) -> str:
@@ -590,15 +458,24 @@ def render(config: LabConfig, build: Path, *, quick: bool = False, pdf: bool = T
     ``quick`` reads build/quick/runs and stamps every page with the smoke-run banner.
     ``templates_dir``: a folder whose files override the default templates (any subset).
     ``workers``: processes for drawing figures (default: the CPU count, max 4).
-    Raises TemplateError (file:line) for a broken template, RenderError if WeasyPrint fails.
+    Raises TemplateError (file:line) for a broken template, RenderError if WeasyPrint fails
+    or an internal link of the report has no target. Nothing is written before the HTML is
+    complete and its links check out.
     """
     t0 = time.perf_counter()
     build = Path(build)
     build.mkdir(parents=True, exist_ok=True)
     if workers is None:
         workers = max(1, min(os.cpu_count() or 1, 4))
-    html, drawn, runs, warnings = render_html(config, build, quick=quick, templates_dir=templates_dir,
-                                              data_dir=data_dir, workers=workers)
+    html, drawn, runs, warnings, report = render_html(config, build, quick=quick, templates_dir=templates_dir,
+                                                      data_dir=data_dir, workers=workers)
+    broken = check_links(html)
+    if broken:
+        raise RenderError("the report's internal links are broken: " + "; ".join(broken))
+    if runs and all(r.result is None for r in runs):
+        where = store.runs_dir(build, quick)
+        warnings.insert(0, f"no stored results in {where}: every experiment is printed as not run"
+                           f" (run `labreport run{' --quick' if quick else ''}` first)")
     html_path = build / "report.html"
     store.write_text_atomic(html_path, html)
 
@@ -611,15 +488,18 @@ def render(config: LabConfig, build: Path, *, quick: bool = False, pdf: bool = T
     if pdf:
         pdf_path = build / "report.pdf"
         toml_name = Path(config.path).name or "experiments.toml"
+        claims_bytes = (json.dumps(model.claims_document(report, template_digest(templates_dir)), indent=0,
+                                   allow_nan=False, ensure_ascii=False) + "\n").encode()
         attachments = [
             (toml_name, config.source_text.encode("utf-8"), "The experiments.toml this report was built from"),
             ("results.json", results_bytes, "Every measured result of this report (labreport results.json)"),
+            (CLAIMS_NAME, claims_bytes, "Every number printed in this report: where, what, the text, its source"),
         ]
         roots = [build, *template_dirs(templates_dir)]
         key = _pdf_key(html, [(n, d) for n, d, _ in attachments], templates_dir)
         stamp_path = build / PDF_STAMP
         stamp = _read_stamp(stamp_path)
-        if pdf_path.exists() and stamp.get("key") == key:
+        if stamp.get("key") == key and _file_sha256(pdf_path) == stamp.get("pdf_sha256"):
             n_pages, cached = stamp.get("pages"), True
         else:
             try:
@@ -628,9 +508,17 @@ def render(config: LabConfig, build: Path, *, quick: bool = False, pdf: bool = T
             except Exception as exc:  # noqa: BLE001 - WeasyPrint internals; keep the cause
                 raise RenderError(f"writing {pdf_path} failed: {type(exc).__name__}: {exc}") from exc
             warnings += pdf_warnings
-            store.write_json_atomic(stamp_path, {"key": key, "pages": n_pages})
+            store.write_json_atomic(stamp_path, {"key": key, "pages": n_pages, "pdf_sha256": _file_sha256(pdf_path)})
     return RenderResult(html_path, pdf_path, results_path, n_pages, time.perf_counter() - t0, drawn, cached,
                         tuple(warnings))
+
+
+def _file_sha256(path: Path) -> str | None:
+    """The PDF's bytes as written: a stamp is trusted only for the very file it was made for."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _read_stamp(path: Path) -> dict:

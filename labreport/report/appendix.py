@@ -1,0 +1,74 @@
+"""The appendix: failed/missing experiments, run times, data checksums, software versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from labreport.results.run import NOT_RUN, Run, best_run, sort_key_best  # noqa: F401
+
+
+@dataclass(frozen=True)
+class Timing:
+    name: str
+    part: str
+    status: str
+    epochs_run: int
+    duration_s: float | None
+    epoch_s: float | None
+
+
+def timings(runs: Sequence[Run]) -> tuple[tuple[Timing, ...], float]:
+    rows = []
+    for r in runs:
+        res = r.result or {}
+        ep = res.get("epoch_s")
+        rows.append(Timing(r.name, r.spec.part, r.status, r.facts["epochs_run"] if r.result else 0, r.duration_s,
+                           float(ep) if isinstance(ep, (int, float)) else None))
+    total = sum(t.duration_s for t in rows if t.duration_s is not None)
+    return tuple(rows), total
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    status: str
+    error: str
+
+
+def problems(runs: Sequence[Run]) -> tuple[Problem, ...]:
+    return tuple(Problem(r.name, r.status, str((r.result or {}).get("error") or ""))
+                 for r in runs if r.status in ("failed", "diverged", NOT_RUN))
+
+
+@dataclass(frozen=True)
+class DataChecksum:
+    dataset: str
+    sha256: str
+    source: str
+    n_train: int | None
+    n_test: int | None
+    experiments: int
+
+
+def data_checksums(runs: Sequence[Run]) -> tuple[DataChecksum, ...]:
+    seen: dict[tuple, list[str]] = {}
+    info: dict[tuple, dict] = {}
+    for r in runs:
+        d = (r.result or {}).get("data") or {}
+        if not d:
+            continue
+        key = (d.get("dataset", r.spec.dataset), d.get("sha256", ""), d.get("source", ""),
+               d.get("n_train"), d.get("n_test"))
+        seen.setdefault(key, []).append(r.name)
+        info[key] = d
+    return tuple(DataChecksum(k[0], k[1], k[2], k[3], k[4], len(v)) for k, v in seen.items())
+
+
+def versions_used(runs: Sequence[Run]) -> tuple[tuple[str, str, int], ...]:
+    """(package, version, number of experiments) for every version seen in the results."""
+    count: dict[tuple[str, str], int] = {}
+    for r in runs:
+        for k, v in ((r.result or {}).get("versions") or {}).items():
+            count[(k, str(v))] = count.get((k, str(v)), 0) + 1
+    return tuple((k, v, n) for (k, v), n in sorted(count.items()))
