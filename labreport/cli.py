@@ -71,6 +71,8 @@ def _parser(settings: dict | None = None) -> argparse.ArgumentParser:
     def rendering(g: argparse.ArgumentParser) -> None:
         g.add_argument("--no-pdf", action="store_true", help="only write the HTML")
         g.add_argument("--templates", help="a folder of templates overriding the bundled ones")
+        # --- issue G (render side): warnings are printed; --strict makes them fail the command
+        g.add_argument("--strict", action="store_true", help="exit 1 when rendering printed a warning")
 
     p = argparse.ArgumentParser(
         prog="labreport",
@@ -126,6 +128,8 @@ def _parser(settings: dict | None = None) -> argparse.ArgumentParser:
     s.add_argument("-b", "--build", default=build_default,
                    help="where --rerun finds (or fetches) the data sets (default: %(default)s)")
     s.add_argument("-q", "--quiet", action="store_true", help="print only the mismatches, notes and the verdict")
+    s.add_argument("--allow-templates", action="store_true",
+                   help="accept reports rendered with non-default templates (noted instead of a mismatch)")
 
     s = sub.add_parser("grade", help="a grading table (CSV + HTML) over many report PDFs")
     s.add_argument("inputs", nargs="+", metavar="DIR_OR_PDF", help="report PDFs, or folders searched for *.pdf")
@@ -285,7 +289,14 @@ def cmd_render(args) -> int:
                            templates_dir=Path(args.templates) if args.templates else None)
     for path in (result.html_path, result.pdf_path):
         if path:
-            print(f"wrote {path}")
+            cached = path == result.pdf_path and result.pdf_cached
+            print(f"{'unchanged' if cached else 'wrote'} {path}")
+    # --- issue G: render's warnings reach the terminal; --strict turns them into exit 1
+    for warning in result.warnings:
+        print(f"labreport: warning: {warning}", file=sys.stderr)
+    if result.warnings and getattr(args, "strict", False):
+        print(f"labreport: {len(result.warnings)} warning(s) and --strict: exit 1", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 
@@ -347,7 +358,8 @@ def cmd_verify(args) -> int:
     if not 0 <= args.tolerance < 1:
         raise UserError(f"--tolerance is an absolute test accuracy between 0 and 1, got {args.tolerance:g}")
     build = _build(args) if args.rerun else Path(args.build)  # --rerun caches data sets there
-    result = verify.verify(args.pdf, rerun_k=args.rerun, tolerance=args.tolerance, build=build)
+    result = verify.verify(args.pdf, rerun_k=args.rerun, tolerance=args.tolerance, build=build,
+                           allow_templates=args.allow_templates)
     print(verify.format_report(result, quiet=args.quiet))
     return 0 if result.ok else EXIT_FAILED
 

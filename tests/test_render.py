@@ -191,7 +191,7 @@ def test_pdf_pages_text_metadata_and_attachments(full, pdf):
     assert reader.metadata.title == full["lab"].report.title
     assert "Student A" in (reader.metadata.author or "")
     attachments = reader.attachments
-    assert set(attachments) == {"experiments.toml", "results.json"}
+    assert set(attachments) == {"experiments.toml", "results.json", "claims.json"}
     assert attachments["experiments.toml"][0].decode() == full["lab"].source_text
     results = json.loads(attachments["results.json"][0])
     assert [e["name"] for e in results["experiments"]] == [s.name for s in full["lab"].experiments]

@@ -11,10 +11,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from labreport.report.model import QUESTION_ANCHORS
 from labreport.results import store
+from labreport.results.run import Run
 from labreport.config.spec import PART_TITLES, LabConfig
 
-QUESTION_IDS = ("q1", "q2", "q3", "q4")
+QUESTION_IDS = QUESTION_ANCHORS  # the report model's anchors of the four questions
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,16 @@ def evaluate(config: LabConfig, build: Path, *, quick: bool = False, html: str |
         out.append(Check("full runs, not --quick smoke runs", not quick,
                          "these results come from --quick: run `make report` without QUICK" if quick
                          else "full runs"))
+        if not quick:
+            # Smoke runs moved into runs/ with their quick flag flipped still contradict a full run.
+            spec_of = {s.name: s for s in config.experiments}
+            smoke = [f"{name}: {'; '.join(why)}" for name, r in results.items()
+                     for why in [Run(spec_of[name], r).full_run_contradictions()] if why]
+            out.append(Check("results are full runs", not smoke,
+                             ("; ".join(smoke) + " (re-train them: `make report`)") if smoke
+                             else "every ok result ran its declared epochs on the full data sets"))
     if html is not None:
-        missing = [q for q in QUESTION_IDS if not re.search(rf'id="{q}"', html)]
+        missing = [q for q in QUESTION_ANCHORS if not re.search(rf'id="{q}"', html)]
         out.append(Check("the report answers the four questions", not missing,
                          ("missing sections: " + ", ".join(missing)) if missing else "Q1-Q4 present"))
     return out

@@ -358,7 +358,8 @@ def _row(r: Run, anchors: Anchors, best: str | None) -> TableRow:
             best_epoch=(c.count(f["best_epoch"], what=f"best epoch of {n}", src=_res(n, "history", "val_loss"))
                         if measured and f["best_epoch"] else "—"),
             duration=c.seconds(r.duration_s, what=f"run time of {n}", src=_res(n, "duration_s")) if measured else "",
-            epochs_run=c.count(f["epochs_run"], what=f"epochs run by {n}", src=_res(n, "history")),
+            epochs_run=(c.count(f["epochs_run"], what=f"epochs run by {n}", src=_res(n, "history"))
+                        if r.status == "failed" else ""),  # printed only as "FAILED after N epochs"
         )
 
 

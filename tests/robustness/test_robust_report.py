@@ -322,7 +322,7 @@ Q1 = "partials/q1.html.j2"
 
 BROKEN = [
     ("undefined attribute", Q1, '<section id="q1">\n<p>{{ q1.sentencez }}</p>\n</section>\n', 2,
-     "UndefinedError: 'labreport.report.commentary.LearningAlgorithm object' has no attribute 'sentencez'"),
+     "UndefinedError: 'labreport.report.q1.LearningAlgorithm object' has no attribute 'sentencez'"),
     ("undefined variable", Q1, '<section id="q1">\n\n<p>{{ nosuchvar }}</p>\n</section>\n', 3,
      "UndefinedError: 'nosuchvar' is undefined"),
     ("syntax error", Q1, '<section id="q1">\n{% if %}\n</section>\n', 2,
