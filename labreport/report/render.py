@@ -501,6 +501,7 @@ def render(config: LabConfig, build: Path, *, quick: bool = False, pdf: bool = T
         stamp = _read_stamp(stamp_path)
         if stamp.get("key") == key and _file_sha256(pdf_path) == stamp.get("pdf_sha256"):
             n_pages, cached = stamp.get("pages"), True
+            warnings += [str(w) for w in stamp.get("warnings") or ()]  # the PDF's own, said again
         else:
             try:
                 n_pages, pdf_warnings = write_pdf(html, pdf_path, base_dir=build, roots=roots,
@@ -508,7 +509,8 @@ def render(config: LabConfig, build: Path, *, quick: bool = False, pdf: bool = T
             except Exception as exc:  # noqa: BLE001 - WeasyPrint internals; keep the cause
                 raise RenderError(f"writing {pdf_path} failed: {type(exc).__name__}: {exc}") from exc
             warnings += pdf_warnings
-            store.write_json_atomic(stamp_path, {"key": key, "pages": n_pages, "pdf_sha256": _file_sha256(pdf_path)})
+            store.write_json_atomic(stamp_path, {"key": key, "pages": n_pages, "pdf_sha256": _file_sha256(pdf_path),
+                                                 "warnings": pdf_warnings})
     return RenderResult(html_path, pdf_path, results_path, n_pages, time.perf_counter() - t0, drawn, cached,
                         tuple(warnings))
 

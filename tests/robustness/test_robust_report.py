@@ -380,3 +380,58 @@ def test_a_missing_templates_folder_is_a_usage_error(project):
     out = render_cli(project, "--templates", "no-such-folder")
     assert out.returncode == 2 and "no-such-folder" in out.stderr and "Traceback" not in out.stderr
     assert snapshot(project / "build") == before
+
+
+# --------------------------------------------------------------------------- outputs that lie (issue R, item 6)
+def test_a_damaged_pdf_whose_stamp_matches_is_rebuilt(project):
+    """A stamp vouches for the PDF it was written with, not for whatever file now has that name."""
+    first = cli("render", "-c", "experiments.toml", "-b", "build", cwd=project, timeout=180)
+    assert first.returncode == 0, first.stderr
+    again = cli("render", "-c", "experiments.toml", "-b", "build", cwd=project, timeout=180)
+    assert again.returncode == 0 and f"unchanged {Path('build') / 'report.pdf'}" in again.stdout
+    pdf = project / "build" / "report.pdf"
+    good = pdf.read_bytes()
+    pdf.write_bytes(good[: len(good) // 2])  # truncated: its stamp still matches the inputs
+    fixed = cli("render", "-c", "experiments.toml", "-b", "build", cwd=project, timeout=180)
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"wrote {Path('build') / 'report.pdf'}" in fixed.stdout
+    assert pdf.read_bytes()[-6:].strip().endswith(b"%%EOF") and len(pdf.read_bytes()) > len(good) // 2
+
+
+def test_render_without_results_warns_and_strict_exits_1(project):
+    shutil.rmtree(project / "build" / "runs")
+    done = render_cli(project)
+    assert done.returncode == 0, done.stderr
+    assert "labreport: warning: no stored results in build/runs: every experiment is printed as not run" in done.stderr
+    assert "Traceback" not in done.stderr
+    strict = render_cli(project, "--strict")
+    assert strict.returncode == 1
+    assert strict.stderr.splitlines()[-1] == "labreport: 1 warning(s) and --strict: exit 1"
+    assert "Traceback" not in strict.stderr
+
+
+def test_render_warnings_reach_the_terminal(project):
+    """A user template that loads a file outside build/: refused, and the user is told."""
+    tpl = project / "tpl" / "partials"
+    tpl.mkdir(parents=True)
+    q4 = (render.default_templates_dir() / "partials" / "q4.html.j2").read_text(encoding="utf-8")
+    (tpl / "q4.html.j2").write_text(q4 + '<img src="file:///etc/hostname" alt="x">\n', encoding="utf-8")
+    done = cli("render", "-c", "experiments.toml", "-b", "build", "--templates", "tpl", cwd=project, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "labreport: warning: refused: file:///etc/hostname" in done.stderr
+    strict = cli("render", "-c", "experiments.toml", "-b", "build", "--templates", "tpl", "--strict",
+                 cwd=project, timeout=180)
+    assert strict.returncode == 1 and "Traceback" not in strict.stderr
+
+
+def test_a_broken_internal_link_is_a_one_line_error(project):
+    tpl = project / "tpl" / "partials"
+    tpl.mkdir(parents=True)
+    q4 = (render.default_templates_dir() / "partials" / "q4.html.j2").read_text(encoding="utf-8")
+    (tpl / "q4.html.j2").write_text(q4 + '<a href="#nowhere">x</a>\n', encoding="utf-8")
+    before = snapshot(project / "build")
+    done = render_cli(project, "--templates", "tpl")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "labreport: the report's internal links are broken: the link #nowhere has no target"]
+    assert snapshot(project / "build") == before
