@@ -5,7 +5,8 @@ defaults (validation in batches of the training batch size, one step per call),
 scikit-image's ``hog`` image by image, experiments one after the other, no cache.
 
     python -m bench                   # everything (about 5 minutes on 2 cores)
-    python -m bench --only hog,epochs # a subset: hog, overhead, epochs, cached, lab
+    python -m bench --only hog,epochs # a subset: hog, overhead, epochs, cached, render, lab
+    python -m bench --only render --render-baseline /tmp/base   # full render vs another checkout
     python -m bench --epochs 3        # epochs timed per family
 
 Each section prints a table; times are the best of the repeats (the machines are noisy:
@@ -229,6 +230,49 @@ def bench_cached(build: Path) -> None:
     print("(goal <= 5 s, no TensorFlow import)")
 
 
+# --------------------------------------------------------------------------- full render
+def bench_render(baseline: Path | None, repeat: int = 3) -> None:
+    """A full re-render (HTML + PDF laid out again) of the whole lab on synthetic results.
+
+    Figures are drawn once beforehand (they are cached by content); the PDF stamp is removed
+    before each timed run so WeasyPrint lays out every page. ``baseline``: another checkout
+    of labreport (e.g. ``git worktree add /tmp/base main``), timed the same way, in turn.
+    """
+    import shutil
+    import statistics
+    import tempfile
+
+    section("full render of the default lab (synthetic results, figures cached, PDF laid out): wall s")
+    variants = [("this checkout", ROOT)] + ([("baseline", baseline.resolve())] if baseline else [])
+    data = BUILD / "data"
+    times: dict[str, list[float]] = {name: [] for name, _ in variants}
+    with tempfile.TemporaryDirectory(prefix="labreport-bench-render-") as tmp:
+        builds = {}
+        for name, root in variants:
+            build = Path(tmp) / name.replace(" ", "-")
+            subprocess.run([sys.executable, str(ROOT / "tests" / "fixtures" / "synthetic.py"),
+                            str(ROOT / "experiments.toml"), str(build)], check=True, capture_output=True)
+            builds[name] = build
+        env_of = {name: {**os.environ, "PYTHONPATH": str(root), "LABREPORT_DATA_DIR": str(data)}
+                  for name, root in variants}
+        cmd = lambda name, root: [sys.executable, "-m", "labreport", "render", "-c",  # noqa: E731
+                                  str(root / "experiments.toml"), "-b", str(builds[name])]
+        for name, root in variants:  # warm-up: draws the figures
+            subprocess.run(cmd(name, root), cwd=root, env=env_of[name], check=True, capture_output=True)
+        for _ in range(repeat):
+            for name, root in variants:
+                (builds[name] / ".report.pdf.stamp").unlink(missing_ok=True)
+                t0 = time.perf_counter()
+                subprocess.run(cmd(name, root), cwd=root, env=env_of[name], check=True, capture_output=True)
+                times[name].append(time.perf_counter() - t0)
+        shutil.rmtree(tmp, ignore_errors=True)
+    rows = [[name, f"{min(t):.2f}", f"{statistics.median(t):.2f}"] for name, t in times.items()]
+    print(table(["code", "min s", "median s"], rows))
+    if baseline:
+        ratio = statistics.median(times["this checkout"]) / statistics.median(times["baseline"])
+        print(f"ratio this checkout / baseline (medians): {ratio:.2f}x (goal <= 1.2x)")
+
+
 # --------------------------------------------------------------------------- whole lab
 def bench_lab(build: Path, naive_over_ours: dict[str, float]) -> None:
     section("whole default lab: measured wall time vs the naive sequential estimate")
@@ -265,9 +309,11 @@ def _family(spec) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="hog,overhead,epochs,cached,lab")
+    ap.add_argument("--only", default="hog,overhead,epochs,cached,render,lab")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--build", type=Path, default=BUILD)
+    ap.add_argument("--render-baseline", type=Path, default=None, metavar="DIR",
+                    help="another labreport checkout whose full render is timed against this one")
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -285,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         ratios = bench_epochs(args.epochs, matmul_peak_gflops())
     if "cached" in only:
         bench_cached(args.build)
+    if "render" in only:
+        bench_render(args.render_baseline)
     if "lab" in only:
         bench_lab(args.build, ratios)
     return 0

@@ -50,7 +50,7 @@ def test_quick_report_has_every_experiment_and_the_four_questions(project):
     assert "SMOKE RUN (--quick)" in html
     reader = pypdf.PdfReader(project / "build" / "report.pdf")
     assert len(reader.pages) > 20
-    assert set(reader.attachments) == {"experiments.toml", "results.json"}
+    assert set(reader.attachments) == {"experiments.toml", "results.json", "claims.json"}
     text = "".join(page.extract_text() for page in reader.pages[:10])
     for count in ("198,760", "80,610", "4,365", "177,600"):  # chosen models' parameters, from Keras-checked specs
         assert count in text

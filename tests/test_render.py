@@ -330,7 +330,7 @@ def test_user_template_cannot_read_outside_build_or_reach_the_web(small):
     reader = PdfReader(str(res.pdf_path))
     sizes = {(img.image.width, img.image.height) for page in reader.pages for img in page.images}
     assert (37, 23) not in sizes
-    assert set(reader.attachments) == {"experiments.toml", "results.json"}
+    assert set(reader.attachments) == {"experiments.toml", "results.json", "claims.json"}
 
 
 def test_url_fetcher_unit(tmp_path):

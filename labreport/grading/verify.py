@@ -677,8 +677,9 @@ def check_full_run(sub: Submission, spec: ExperimentSpec, result: dict) -> list[
 
 # --------------------------------------------------------------------------- claims and the text layer
 # A number as printed: digits with thousands separators and decimals, a sign when it starts a word
-# ("−0.0123", "(+0.52"), a trailing % when there is one. Both sides are cut the same way.
-NUMBER = re.compile(r"(?:(?<=^)|(?<=[\s(\[]))[−+-]?\d[\d,]*(?:\.\d+)?%?|\d[\d,]*(?:\.\d+)?%?")
+# ("−0.0123", "(+0.52"), a trailing % when there is one. Digits glued to a letter are part of a word
+# ("Macro F1", "HOG p7", a table header WeasyPrint repeats on the next page). Both sides are cut alike.
+NUMBER = re.compile(r"(?:(?<=^)|(?<=[\s(\[]))[−+-]\d[\d,]*(?:\.\d+)?%?|(?<![\w.])\d[\d,]*(?:\.\d+)?%?")
 FOOTER_PT = 45.0  # text below this height (PDF points from the bottom) is the page footer (page x of y)
 
 
@@ -763,10 +764,21 @@ def check_claims(sub: Submission, report: model.Report) -> list[Finding]:
     out = []
     not_run = {s.name for s in sub.config.experiments if sub.result(s.name) is None}
     ghost = [c for c in attached if c.get("subject") in not_run and str(c.get("source", "")).startswith("results:")]
-    for c in ghost[:5]:
-        out.append(Finding(str(c.get("subject")), "claim", MISMATCH,
-                           f"{c.get('what')} claimed ({c.get('text')!r} at #{c.get('anchor')}) but {RESULTS_NAME}"
+    for name in dict.fromkeys(str(c.get("subject")) for c in ghost):
+        mine = [c for c in ghost if c.get("subject") == name]
+        shown = "; ".join(f"{c.get('what')} {c.get('text')!r} at #{c.get('anchor')}" for c in mine[:3])
+        out.append(Finding(name, "claim", MISMATCH,
+                           f"{len(mine)} number(s) claimed from its results ({shown}) but {RESULTS_NAME}"
                            " says this experiment was not run", CLAIM))
+    # Claims that name a value of results.json: the value they carry must be the stored one.
+    for c in attached:
+        stored = resolve(sub, str(c.get("source", "")))
+        value = c.get("value")
+        if stored is not _UNRESOLVED and isinstance(value, (int, float)) and isinstance(stored, (int, float)) \
+                and not math.isclose(float(value), float(stored), rel_tol=1e-12, abs_tol=1e-12):
+            out.append(Finding(str(c.get("subject") or DOCUMENT), "claim", MISMATCH,
+                               f"{c.get('what')}: claims {value!r} from {c.get('source')}, which holds {stored!r}",
+                               CLAIM))
     a = [tuple(str(c.get(k)) for k in keys) for c in attached]
     w = [tuple(str(c.get(k)) for k in keys) for c in want]
     if a == w:
@@ -779,6 +791,22 @@ def check_claims(sub: Submission, report: model.Report) -> list[Finding]:
                        f"differs from the claims re-derived from the attachments: {len(extra)} not re-derived"
                        f" ({sample or 'none'}), {len(missing)} missing", CLAIM))
     return out
+
+
+_UNRESOLVED = object()
+
+
+def resolve(sub: Submission, source: str) -> Any:
+    """The value a ``results:NAME/key/...`` source names in the attached results.json (or _UNRESOLVED)."""
+    if not source.startswith("results:"):
+        return _UNRESOLVED
+    name, _, path = source[len("results:"):].partition("/")
+    node: Any = sub.result(name)
+    for key in path.split("/") if path else ():
+        if not isinstance(node, dict) or key not in node:
+            return _UNRESOLVED
+        node = node[key]
+    return node
 
 
 def check_text_layer(sub: Submission, report: model.Report, html: str) -> list[Finding]:

@@ -324,9 +324,15 @@ def template_digest(templates_dir: Path | None = None) -> dict:
     def files(dirs: Sequence[Path]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
         for d in reversed(list(dirs)):  # later dirs first, so the user folder's files win
+            root = Path(d).resolve()
             for path in sorted(Path(d).rglob("*")):
-                if path.is_file() and "__pycache__" not in path.parts:
-                    out[path.relative_to(d).as_posix()] = path.read_bytes()
+                if "__pycache__" in path.parts:
+                    continue
+                name = path.relative_to(d).as_posix()
+                if path.is_symlink():  # never follow it: it may point anywhere (the fetcher refuses those)
+                    out[name] = b"symlink:" + os.readlink(path).encode()
+                elif path.is_file() and path.resolve().is_relative_to(root):
+                    out[name] = path.read_bytes()
         return out
 
     def digest(fs: dict[str, bytes]) -> str:

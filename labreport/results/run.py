@@ -122,7 +122,7 @@ class Run:
         if self.result.get("quick"):
             out.append("its result says quick = true (a --quick smoke run)")
         n = self.facts["epochs_run"]
-        if n < self.spec.epochs:
+        if "history" in self.result and n < self.spec.epochs:
             out.append(f"status ok after {n} of the {self.spec.epochs} declared epochs")
         sizes = FULL_SIZES.get(self.spec.dataset)
         d = self.data

@@ -295,7 +295,7 @@ def test_pdf_renderer_opens_nothing_outside_build_and_templates(tmp_path, figure
     assert {w for w in res.warnings if w.startswith("refused: ")} == {f"refused: {u}" for u in expected_refused}
     reader = PdfReader(str(res.pdf_path))
     assert (37, 23) not in {(i.image.width, i.image.height) for page in reader.pages for i in page.images}
-    assert set(reader.attachments) == {"experiments.toml", "results.json"}
+    assert set(reader.attachments) == {"experiments.toml", "results.json", "claims.json"}
 
 
 # --------------------------------------------------------------------------- broken user templates
