@@ -145,6 +145,11 @@ def share(x: float, digits: int = 1, *, what: str | None = None, src: str | None
     return record(f"{100 * x:.{digits}f}%", "percentage", x, what, src)
 
 
+def signed_pct(x: float, digits: int = 1, *, what: str | None = None, src: str | None = None) -> str:
+    """A relative change: 0.123 -> '+12.3%'."""
+    return record(f"{100 * x:+.{digits}f}%", "relative change", x, what, src)
+
+
 def text(s: str, *, what: str, src: str, value: Any = None) -> str:
     """A printed text holding numbers made elsewhere (layer arithmetic, a version): one claim."""
     return record(s, "text", value, what, src)

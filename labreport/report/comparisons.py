@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any, Sequence
 
-from labreport.report.claims import count as fmt, num, pct, plural, points, signed, seconds  # noqa: F401
+from labreport.report.claims import ratio, count as fmt, num, pct, plural, points, signed, seconds  # noqa: F401
 from labreport.results.run import NOT_RUN, Run, best_run, sort_key_best  # noqa: F401
 from labreport.report.describe import KEY_LABELS, conv_text, value_str
 from labreport.config.spec import ExperimentSpec
@@ -85,7 +85,7 @@ def compare(a: Run, b: Run, key: str) -> Comparison:
     if significant:
         sentence += f": {label} {va if diff > 0 else vb} is better."
     else:
-        sentence += f": the difference is within two standard errors ({100 * 2 * se:.2f} points), not significant."
+        sentence += f": the difference is within two standard errors ({ratio(100 * 2 * se, 2, what='two standard errors, in points')} points), not significant."
     return Comparison(key, label, a.name, b.name, va, vb, acc_a, acc_b, a.test_loss, b.test_loss,
                       significant, sentence)
 

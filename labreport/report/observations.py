@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from labreport.report.claims import count as fmt, num, pct, plural, points, signed, seconds  # noqa: F401
+from labreport.report.claims import count as fmt, num, pct, plural, points, signed, signed_pct, seconds  # noqa: F401
 from labreport.results.run import NOT_RUN, Run, best_run, sort_key_best  # noqa: F401
 
 OVERFIT_RISE = 0.05
@@ -29,21 +29,21 @@ def curve_observations(run: Run) -> list[str]:
         out.append(f"Training stopped after {plural(n, 'epoch')} of the {fmt(run.spec.epochs)} planned.")
     if f["diverged_epoch"]:
         k = f["diverged_epoch"] - 1
-        text = f"The loss became NaN or infinite at epoch {f['diverged_epoch']}: the training diverged"
+        text = f"The loss became NaN or infinite at epoch {fmt(f['diverged_epoch'])}: the training diverged"
         if k:
-            text += (f"; until then the test loss was lowest at epoch {f['best_epoch']}"
+            text += (f"; until then the test loss was lowest at epoch {fmt(f['best_epoch'])}"
                      f" ({num(f['min_test_loss'])})")
         out.append(text + ".")
         return out
     best, mn, final = f["best_epoch"], f["min_test_loss"], val[n - 1]
     if best == n:
-        out.append(f"The test loss was lowest at the last epoch ({best}: {num(mn)}): no sign of"
+        out.append(f"The test loss was lowest at the last epoch ({fmt(best)}: {num(mn)}): no sign of"
                    f" over-fitting within {plural(n, 'epoch')}; more epochs might still help.")
     else:
         rise = final - mn
         rel = rise / mn if mn > 0 else 0.0
-        text = (f"The test loss reached its minimum {num(mn)} at epoch {best} of {n}, then rose by"
-                f" {num(rise)} ({100 * rel:+.1f}%) to {num(final)} at the last epoch")
+        text = (f"The test loss reached its minimum {num(mn)} at epoch {fmt(best)} of {fmt(n)}, then rose by"
+                f" {num(rise)} ({signed_pct(rel)}) to {num(final)} at the last epoch")
         if rel > OVERFIT_RISE:
             text += (f": over-fitting — the last {plural(n - best, 'epoch')} made the test loss worse"
                      f" while the training loss kept falling" if loss[n - 1] < loss[best - 1] else
@@ -83,12 +83,12 @@ def _meeting_sentence(loss: Sequence[float], val: Sequence[float], cross_epoch: 
                 " the curves never meet.")
     first = changes[0]
     if cross_epoch is not None:
-        text = f"The curves meet at epoch {cross_epoch}: from then on the test loss stays above the training loss"
+        text = f"The curves meet at epoch {fmt(cross_epoch)}: from then on the test loss stays above the training loss"
         if len(changes) > 1:
-            text += f" (they crossed {_times(len(changes))} in all, first at epoch {first})"
+            text += f" (they crossed {_times(len(changes))} in all, first at epoch {fmt(first)})"
         return text + "."
-    return (f"The curves cross {_times(len(changes))} (first at epoch {first}, last at epoch"
-            f" {changes[-1]}) and end with the test loss below the training loss.")
+    return (f"The curves cross {_times(len(changes))} (first at epoch {fmt(first)}, last at epoch"
+            f" {fmt(changes[-1])}) and end with the test loss below the training loss.")
 
 
 def _times(n: int) -> str:

@@ -125,11 +125,11 @@ def part_conclusions(runs: Sequence[Run], best: Run | None, comps: Sequence[Comp
         f = r.facts
         if f["best_epoch"] and f["best_epoch"] < f["epochs_run"] and f["min_test_loss"] and \
                 f["test_loss_rise"] / f["min_test_loss"] > OVERFIT_RISE:
-            over.append(f"{r.name} (best epoch {f['best_epoch']} of {f['epochs_run']},"
-                        f" test loss {100 * f['test_loss_rise'] / f['min_test_loss']:+.0f}%)")
+            over.append(f"{r.name} (best epoch {fmt(f['best_epoch'])} of {fmt(f['epochs_run'])},"
+                        f" test loss {claims.signed_pct(f['test_loss_rise'] / f['min_test_loss'], 0)})")
     if over:
         out.append(f"Over-fitting (test loss up more than {100 * OVERFIT_RISE:.0f}% after its minimum) in"
-                   f" {len(over)} of {len(measured)}: " + "; ".join(over) + ".")
+                   f" {fmt(len(over))} of {fmt(len(measured))}: " + "; ".join(over) + ".")
     else:
         out.append(f"None of the {plural(len(measured), 'model')} over-fits by that measure (test loss up more than"
                    f" {100 * OVERFIT_RISE:.0f}% after its minimum).")

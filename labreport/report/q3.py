@@ -66,11 +66,11 @@ def capacity(runs: Sequence[Run]) -> Capacity:
                 f" {fmt(s_hi.n_params)} parameters and the deep networks (CNNs) {fmt(d_lo.n_params)} to"
                 f" {fmt(d_hi.n_params)}")
         if d_hi.n_params < s_lo.n_params:
-            text += (f": even the largest CNN ({d_hi.name}) has {s_lo.n_params / d_hi.n_params:.1f} times fewer"
+            text += (f": even the largest CNN ({d_hi.name}) has {claims.ratio(s_lo.n_params / d_hi.n_params)} times fewer"
                      f" parameters than the smallest MLP ({s_lo.name}).")
             verdict = f"on {title} every CNN has fewer weights than every MLP"
         elif d_lo.n_params > s_hi.n_params:
-            text += (f": the smallest CNN ({d_lo.name}) has {d_lo.n_params / s_hi.n_params:.1f} times more"
+            text += (f": the smallest CNN ({d_lo.name}) has {claims.ratio(d_lo.n_params / s_hi.n_params)} times more"
                      f" parameters than the largest MLP ({s_hi.name}).")
             verdict = f"on {title} every CNN has more weights than every MLP"
         else:
@@ -96,7 +96,7 @@ def capacity(runs: Sequence[Run]) -> Capacity:
         share = layer.n_params / big.n_params if big.n_params else 0.0
         text = (f"Where the parameters of a CNN are: in the largest one, {big.name} ({fmt(big.n_params)} parameters"
                 f"{', more than any MLP here' if shallow_max is not None and big.n_params > shallow_max else ''}),"
-                f" the layer {layer.description} alone holds {fmt(layer.n_params)} ({100 * share:.1f}%):"
+                f" the layer {layer.description} alone holds {fmt(layer.n_params)} ({claims.share(share)}):"
                 f" {layer.weights_formula} weights.")
         if layer.kind == "dense":
             text += (" Convolutions share one small kernel over the whole image, so their cost does not grow"
@@ -123,8 +123,8 @@ def _worked_example(runs: Sequence[Run]) -> str:
     text = (f"Worked example: the chosen raw-pixel MLP {mlp.name} has {b_total(a)} = {fmt(a.total)} parameters;"
             f" the chosen CNN {cnn.name} has {b_total(b)} = {fmt(b.total)}")
     ratio = a.total / b.total if b.total else math.inf
-    text += (f", so the MLP has {ratio:.1f} times as many." if ratio >= 1
-             else f", so the CNN has {1 / ratio:.1f} times as many.")
+    text += (f", so the MLP has {claims.ratio(ratio)} times as many." if ratio >= 1
+             else f", so the CNN has {claims.ratio(1 / ratio)} times as many.")
     if mlp.measured and cnn.measured:
         d = cnn.test_accuracy - mlp.test_accuracy
         text += (f" Test accuracy: MLP {pct(mlp.test_accuracy)}, CNN {pct(cnn.test_accuracy)}"
