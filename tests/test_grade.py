@@ -175,7 +175,7 @@ def test_a_complete_verified_submission(pile, graded):
     row = graded["rows"][str(pile["subs"] / "group7" / "report.pdf")]
     expected = {
         "title": "PW04 - Deep Neural Networks", "group": "Group 7", "authors": "Ada, Alan",
-        "verification": "VERIFIED", "mismatches": "0", "requirements met": "12 of 12",
+        "verification": "VERIFIED", "mismatches": "0", "requirements met": "13 of 13",
         "parameter counts": "correct", "quick runs": "no", "failed experiments": "",
         "raw variants": "2 of 2", "raw chosen": "raw-16", "hog chosen": "hog-16", "cnn chosen": "cnn-8",
         "fashion variants": "2 of 2", "fashion chosen": "fashion-8", "unmet requirements": "", "problems": "",
@@ -205,12 +205,14 @@ def test_the_requirement_checklist_of_an_incomplete_quick_submission(pile, grade
 def test_a_tampered_submission_is_not_verified(pile, graded):
     row = graded["rows"][str(pile["subs"] / "tampered.pdf")]
     assert row["verification"] == "NOT VERIFIED"
-    assert row["mismatches"] == "6"
     assert row["parameter counts"] == "WRONG: hog-8"
     problems = row["problems"].split(" | ")
-    assert [p.split(":")[0] for p in problems] == ["MISMATCH raw-16"] * 3 + ["MISMATCH hog-8"] * 3
+    assert row["mismatches"] == str(len(problems))
+    # The per-experiment checks (3 each), then the claims the PDF carries, which name the stored values.
+    assert [p.split(":")[0] for p in problems[:6]] == ["MISMATCH raw-16"] * 3 + ["MISMATCH hog-8"] * 3
     assert problems[3] == ("MISMATCH hog-8: parameters: experiments.toml gives 1,032 + 90 = 1,122 but"
                            " results.json params.total is 1,123")
+    assert any(p.startswith("MISMATCH raw-16: claim: test accuracy of raw-16: claims ") for p in problems[6:])
 
 
 def test_unreadable_files_say_why(pile, graded):
@@ -232,12 +234,14 @@ def test_terminal_summary_and_html(pile, graded):
     subs = pile["subs"]
     lines = graded["stdout"].splitlines()
     assert lines[:5] == [
-        f"VERIFIED     {subs / 'group7' / 'report.pdf'}: requirements 12 of 12",
+        f"VERIFIED     {subs / 'group7' / 'report.pdf'}: requirements 13 of 13",
         f"VERIFIED     {subs / 'group8' / 'report.pdf'}: requirements 7 of 12, quick runs",
         f"UNREADABLE   {subs / 'notes.pdf'}: not a PDF file",
-        f"NOT VERIFIED (6) {subs / 'tampered.pdf'}: requirements 12 of 12, parameter counts WRONG",
+        lines[3],
         lines[4],
     ]
+    n = graded["rows"][str(subs / "tampered.pdf")]["mismatches"]
+    assert lines[3] == f"NOT VERIFIED ({n}) {subs / 'tampered.pdf'}: requirements 13 of 13, parameter counts WRONG"
     assert lines[-1] == f"wrote {graded['out'] / 'grades.csv'} and {graded['out'] / 'grades.html'} (8 submissions)"
     page = (graded["out"] / "grades.html").read_text(encoding="utf-8")
     assert page.count('<td class="VERIFIED">') == 2
