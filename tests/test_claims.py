@@ -298,3 +298,33 @@ def test_a_broken_internal_link_fails_the_render(lab_pdf, tmp_path):
     with pytest.raises(render.RenderError, match="the link #q9 has no target"):
         render.render(lab_pdf["lab"], build, data_dir=lab_pdf["data"], templates_dir=tpl.parent)
     assert (build / "report.html").read_bytes() == before  # nothing already written is lost
+
+
+# --------------------------------------------------------------------------- units
+def test_formatting_records_only_inside_a_recording_and_in_its_place():
+    assert claims.pct(0.98123) == "98.12%"  # outside a recording: just a format
+    with claims.recording() as rec:
+        with claims.at("exp-x", "x"):
+            claims.num(0.123456, what="test loss of x", src="results:x/metrics/test_loss")
+            with claims.about(source="formula: f"):
+                claims.points(-0.0052)
+            with claims.paused():
+                claims.count(7)
+        claims.count(None)  # printed as a dash: no number, no claim
+    assert [(c.anchor, c.subject, c.what, c.text, c.source) for c in rec.claims] == [
+        ("exp-x", "x", "test loss of x", "0.1235", "results:x/metrics/test_loss"),
+        ("exp-x", "x", "difference in points", "−0.52", "formula: f"),
+    ]
+    assert claims.points(0.0052, sign=False) == "0.52"
+
+
+def test_unique_slugs_resolve_collisions_in_declaration_order():
+    assert model.unique_slugs(["a.b", "a-b", "a_b", "a b", "a-b-2"]) == {
+        "a.b": "a-b", "a-b": "a-b-2", "a_b": "a_b", "a b": "a-b-3", "a-b-2": "a-b-2-2"}
+
+
+def test_numbers_are_cut_the_same_way_on_both_sides():
+    assert verify.numbers("Macro F1 (+0.52 points) −0.0123 raw-tanh-250 1,024 98.12% A.1 4.1 x 2, 3.") == [
+        "+0.52", "−0.0123", "250", "1,024", "98.12%", "4.1", "2", "3"]
+    regions = verify.html_regions('<p id="a">x 1 <ol><li>y 2</li><li>z</li></ol></p><p id="b">3</p>')
+    assert verify.numbers(regions["a"]) == ["1", "1", "2", "2"] and regions["b"] == "3"
