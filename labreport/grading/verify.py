@@ -845,7 +845,8 @@ def check_text_layer(sub: Submission, report: model.Report, html: str) -> list[F
         subject = subject_of.get(anchor, DOCUMENT)
         where = f"page {region.page}, #{anchor}"
         # A number missing from the page is charged to a claim with a stored source first.
-        for c in sorted(by_anchor.get(anchor, ()), key=lambda c: c.source.startswith("formula")):
+        for c in sorted(by_anchor.get(anchor, ()), key=lambda c: (c.what in claims_mod.KINDS,
+                                                                 c.source.startswith("formula"))):
             checked_claims += 1
             toks = numbers(c.text)
             # Missing from the page, or printed fewer times than the rebuilt page prints it.

@@ -23,6 +23,9 @@ from typing import Any, Iterator
 from labreport.config.param_counts import fmt
 
 DERIVED = "formula: recomputed from the attachments by rebuilding the report model"
+# The generic "what" of a number formatted without one (prose); a named claim is more telling.
+KINDS = frozenset({"percentage", "number", "signed difference", "difference in points", "count", "ratio",
+                   "relative change", "duration", "text"})
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,13 @@ def compare(a: Run, b: Run, key: str) -> Comparison:
     diff = acc_a - acc_b
     significant = abs(diff) >= 2 * se
     label = key_label(key)
-    sentence = (f"{label} {va} vs {vb} ({a.name} vs {b.name}): test accuracy {pct(acc_a)} vs {pct(acc_b)}"
-                f" ({points(diff)} points), test loss {num(a.test_loss)} vs {num(b.test_loss)}")
+    ra, rb = f"results:{a.name}/metrics", f"results:{b.name}/metrics"
+    sentence = (f"{label} {va} vs {vb} ({a.name} vs {b.name}): test accuracy"
+                f" {pct(acc_a, what=f'test accuracy of {a.name}', src=f'{ra}/test_accuracy')} vs"
+                f" {pct(acc_b, what=f'test accuracy of {b.name}', src=f'{rb}/test_accuracy')}"
+                f" ({points(diff, what=f'test accuracy of {a.name} minus {b.name}', src=f'formula: {ra}/test_accuracy − {rb}/test_accuracy')} points),"
+                f" test loss {num(a.test_loss, what=f'test loss of {a.name}', src=f'{ra}/test_loss')} vs"
+                f" {num(b.test_loss, what=f'test loss of {b.name}', src=f'{rb}/test_loss')}")
     if significant:
         sentence += f": {label} {va if diff > 0 else vb} is better."
     else:

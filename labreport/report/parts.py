@@ -108,8 +108,12 @@ def part_conclusions(runs: Sequence[Run], best: Run | None, comps: Sequence[Comp
     ranked = sorted(measured, key=sort_key_best)
     if best:
         worst = ranked[-1]
-        out.append(f"{best.name} has the best test accuracy ({pct(best.test_accuracy)}); {worst.name} the lowest"
-                   f" ({pct(worst.test_accuracy)}), a spread of {points(best.test_accuracy - worst.test_accuracy, sign=False)}"
+        rb, rw = f"results:{best.name}/metrics/test_accuracy", f"results:{worst.name}/metrics/test_accuracy"
+        spread = points(best.test_accuracy - worst.test_accuracy, sign=False,
+                        what="spread of test accuracy in the part", src=f"formula: {rb} − {rw}")
+        out.append(f"{best.name} has the best test accuracy ({pct(best.test_accuracy, what=f'test accuracy of {best.name}', src=rb)});"
+                   f" {worst.name} the lowest ({pct(worst.test_accuracy, what=f'test accuracy of {worst.name}', src=rw)}),"
+                   f" a spread of {spread}"
                    f" points over {plural(len(measured), 'model')}.")
     chosen = [r for r in runs if r.spec.chosen]
     if chosen and best:

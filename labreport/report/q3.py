@@ -120,11 +120,18 @@ def _worked_example(runs: Sequence[Run]) -> str:
     if not (mlp and cnn):
         return ""
     a, b = mlp.breakdown, cnn.breakdown
-    text = (f"Worked example: the chosen raw-pixel MLP {mlp.name} has {b_total(a)} = {fmt(a.total)} parameters;"
-            f" the chosen CNN {cnn.name} has {b_total(b)} = {fmt(b.total)}")
+    with claims.about(source=f"config:{mlp.name}/layers"):
+        text = (f"Worked example: the chosen raw-pixel MLP {mlp.name} has {b_total(a)} ="
+                f" {fmt(a.total, what=f'parameters of {mlp.name}', src=f'config:{mlp.name}/total')} parameters;")
+    with claims.about(source=f"config:{cnn.name}/layers"):
+        text += (f" the chosen CNN {cnn.name} has {b_total(b)} ="
+                 f" {fmt(b.total, what=f'parameters of {cnn.name}', src=f'config:{cnn.name}/total')}")
     ratio = a.total / b.total if b.total else math.inf
-    text += (f", so the MLP has {claims.ratio(ratio)} times as many." if ratio >= 1
-             else f", so the CNN has {claims.ratio(1 / ratio)} times as many.")
+    how = f"formula: config:{mlp.name}/total ÷ config:{cnn.name}/total"
+    text += (f", so the MLP has {claims.ratio(ratio, what='parameters of the MLP per parameter of the CNN', src=how)}"
+             " times as many." if ratio >= 1 else
+             f", so the CNN has {claims.ratio(1 / ratio, what='parameters of the CNN per parameter of the MLP', src=how)}"
+             " times as many.")
     if mlp.measured and cnn.measured:
         d = cnn.test_accuracy - mlp.test_accuracy
         text += (f" Test accuracy: MLP {pct(mlp.test_accuracy)}, CNN {pct(cnn.test_accuracy)}"

@@ -1,9 +1,12 @@
-"""Stored results -> build/report.html, build/results.json and build/report.pdf.
+"""Stored results -> build/report.html, build/results.json and build/report.pdf (the writers).
 
-Two phases (pelican-style): first gather everything -- results (``store.read_result``),
-words (``commentary``), figures (``figures``, drawn only when missing) -- into one
-context of small frozen values; then write: the HTML through Jinja2 (StrictUndefined,
-autoescape), the aggregated results.json, and the PDF through WeasyPrint.
+Gather, then write (mkdocs' build, pelican's generate_context/generate_output): load the
+runs (``store.read_result``) -> build the pure report model (``model.build``: sections,
+anchors, cards, every printed number as a claim) -> plan and draw the figures it names
+(``figures``, drawn only when missing) -> write the HTML through Jinja2 (StrictUndefined,
+autoescape; the templates only read the model), check its internal links, then the
+aggregated results.json and the PDF through WeasyPrint, with experiments.toml,
+results.json and claims.json attached.
 
 Safety: the students' ``comment`` is Markdown rendered with raw HTML disabled, links
 limited to http(s) and no images; WeasyPrint gets a URL fetcher that serves only files
@@ -11,8 +14,9 @@ under build/ and the template folders (``LocalFetcher``) and refuses everything 
 neither a comment nor a customised template can make the PDF read /etc/passwd or the web.
 
 Speed: figures are named by a hash of their inputs, and the PDF is skipped when its
-inputs (HTML, attachments, WeasyPrint version) are unchanged, so a re-render with
-unchanged results draws nothing and lays out nothing. No TensorFlow is imported.
+inputs (HTML, attachments, WeasyPrint version) are unchanged and the PDF on disk is the
+one the stamp was written for, so a re-render with unchanged results draws nothing and
+lays out nothing. No TensorFlow is imported.
 """
 
 from __future__ import annotations
