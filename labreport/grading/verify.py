@@ -299,10 +299,10 @@ def read_submission(path: Path | str) -> Submission:
     text = _pdf_call(path, lambda: extract_text(reader))
     claims_doc = None
     if CLAIMS_NAME in attachments:
-        try:
-            claims_doc = json.loads(_decode(path, CLAIMS_NAME, attachments[CLAIMS_NAME]), parse_constant=_no_constant)
-        except ValueError as e:
-            raise UnreadableReport(f"{path}: the attached {CLAIMS_NAME} is not valid JSON ({e})") from None
+        try:  # within the same limits as results.json (grading/attachments.py)
+            claims_doc = bounded.parse_json(attachments[CLAIMS_NAME], path, CLAIMS_NAME)
+        except bounded.AttachmentError as e:
+            raise UnreadableReport(str(e)) from None
         if not isinstance(claims_doc, dict) or not isinstance(claims_doc.get("claims"), list):
             raise UnreadableReport(f"{path}: the attached {CLAIMS_NAME} is not a labreport claims file")
     return Submission(path, toml_name, toml_text, config, results, text, claims_doc)
