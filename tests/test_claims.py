@@ -328,3 +328,16 @@ def test_numbers_are_cut_the_same_way_on_both_sides():
         "+0.52", "−0.0123", "250", "1,024", "98.12%", "4.1", "2", "3"]
     regions = verify.html_regions('<p id="a">x 1 <ol><li>y 2</li><li>z</li></ol></p><p id="b">3</p>')
     assert verify.numbers(regions["a"]) == ["1", "1", "2", "2"] and regions["b"] == "3"
+
+
+def test_a_cache_key_that_does_not_reproduce_is_flagged_as_smoke_run(lab_pdf):
+    from test_verify import edit_results
+
+    def forge(doc):
+        entry = next(e for e in doc["experiments"] if e["name"] == "cnn-b")
+        entry["result"]["cache_key"] = "0" * 64
+
+    pdf = edit_results(lab_pdf["good"], lab_pdf["tmp"] / "forged-key.pdf", forge)
+    v = verify.verify(pdf)
+    assert [(f.subject, f.status) for f in v.smoke_runs] == [("cnn-b", verify.MISMATCH)]
+    assert "cache key does not reproduce" in v.smoke_runs[0].detail

@@ -79,8 +79,9 @@ def evaluate(config: LabConfig, build: Path, *, quick: bool = False, html: str |
             spec_of = {s.name: s for s in config.experiments}
             smoke = [f"{name}: {'; '.join(why)}" for name, r in results.items()
                      for why in [Run(spec_of[name], r).full_run_contradictions()] if why]
+            shown = "; ".join(smoke[:3]) + (f"; and {len(smoke) - 3} more" if len(smoke) > 3 else "")
             out.append(Check("results are full runs", not smoke,
-                             ("; ".join(smoke) + " (re-train them: `make report`)") if smoke
+                             (shown + " (re-train them: `make report`)") if smoke
                              else "every ok result ran its declared epochs on the full data sets"))
     if html is not None:
         missing = [q for q in QUESTION_ANCHORS if not re.search(rf'id="{q}"', html)]

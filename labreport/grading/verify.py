@@ -667,6 +667,11 @@ def check_full_run(sub: Submission, spec: ExperimentSpec, result: dict) -> list[
     if sub.quick:
         return []  # the report says it is a smoke run: the banner check covers it
     reasons = Run(spec, result).full_run_contradictions()
+    engine = (result.get("versions") or {}).get("engine") if isinstance(result.get("versions"), dict) else None
+    if result.get("status") == "ok" and isinstance(engine, str) and not _cache_key_reproduced(spec, result):
+        # A key that does not reproduce contradicts a full run; one that does proves only consistency
+        # (anyone can recompute it from public inputs).
+        reasons.append("its cache key does not reproduce from its recorded data checksum and engine version")
     if not reasons:
         return []
     return [Finding(spec.name, "full run", MISMATCH,
