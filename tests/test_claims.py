@@ -185,11 +185,12 @@ def test_an_edited_number_is_caught_with_its_page(lab_pdf, kind):
 def test_an_edited_comparison_conclusion_and_worked_example_are_caught(lab_pdf):
     report, html = lab_pdf["report"], lab_pdf["html"]
     # A one-key comparison (raw-a vs raw-b differ in the activation only), in the conclusions.
-    comp = next(c for c in report.claims if c.anchor == "conclusions-raw" and c.what == "difference in points"
-                and html.index(c.text, html.index('class="comparisons"')) > 0)
+    comp = next(c for c in report.claims if c.anchor == "conclusions-raw" and " minus " in c.what)
+    assert comp.source.startswith("formula: results:") and html.index(comp.text, html.index('class="comparisons"'))
     bad = mismatches(tampered(lab_pdf, "comparison", "conclusions-raw", comp.text, "+9.99",
                               after='class="comparisons"'))
-    assert any("#conclusions-raw" in line for line in bad), bad
+    assert any("#conclusions-raw" in line and f"{comp.what}: the attachments give {comp.text!r}" in line
+               for line in bad), bad
     # The spread sentence of the part's conclusions.
     spread = next(c for c in report.claims if c.anchor == "conclusions-raw" and f"a spread of {c.text}" in html)
     bad = mismatches(tampered(lab_pdf, "conclusion", "conclusions-raw", f"a spread of {spread.text}",
