@@ -291,7 +291,23 @@ def test_a_worker_without_the_data_fails_its_experiments_with_the_data_error(tmp
     assert "cannot load data set 'mnist'" in run_log(folder, "quick-one")
 
 
-def test_ctrl_c_cancels_the_remote_experiment_keeps_the_finished_one_and_exits_130(tmp_path, make_cluster):
+@pytest.mark.skipif(not (DATA / "mnist.npz").exists(), reason=f"no data in {DATA}: run `make data`")
+def test_a_worker_without_the_data_fetches_and_verifies_it_into_its_own_folder(tmp_path, make_cluster):
+    keras_home = tmp_path / "keras"
+    (keras_home / "datasets").mkdir(parents=True)
+    shutil.copy(DATA / "mnist.npz", keras_home / "datasets" / "mnist.npz")  # the worker machine's Keras cache
+    cluster = make_cluster(1, env={"LABREPORT_FAKE_REAL_DATA": "1", "KERAS_HOME": str(keras_home)})
+    folder = project(tmp_path)
+    out = cli("run", "quick-one", "--scheduler", cluster.address, cwd=folder, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr + cluster.logs()
+    assert result(folder, "quick-one")["status"] == "ok"
+    # Verified and cached where the worker runs (its build/data), not in the driver's build/.
+    assert (cluster.folder / "build" / "data" / "mnist.npz").exists()
+    assert not (folder / "build" / "data").exists()
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "kill -9"])
+def test_stopping_the_driver_stops_the_remote_experiment(tmp_path, make_cluster, stop):
     trace = tmp_path / "epochs.trace"
     cluster = make_cluster(2, env={"LABREPORT_FAKE_TRACE": str(trace)})
     folder = project(tmp_path, epochs_a=1, epochs_b=300)  # long-one: 60 s, far longer than we wait
@@ -301,20 +317,22 @@ def test_ctrl_c_cancels_the_remote_experiment_keeps_the_finished_one_and_exits_1
     try:
         wait_until(lambda: result(folder, "quick-one") and "epoch 3/300" in run_log(folder, "long-one"), 60,
                    "quick-one stored and long-one training")
-        driver.send_signal(signal.SIGINT)
+        driver.send_signal(signal.SIGINT if stop == "ctrl-c" else signal.SIGKILL)
         stdout, stderr = driver.communicate(timeout=60)
     finally:
         if driver.poll() is None:
             driver.kill()
             driver.wait(timeout=10)
-    assert driver.returncode == 130, stdout + stderr
-    assert "Traceback" not in stderr
-    assert "interrupted: 1 experiment(s) finished and stored, 1 not run" in stdout
     assert result(folder, "quick-one")["status"] == "ok"
     assert result(folder, "long-one") is None
-    assert "interrupted (Ctrl-C): no result stored" in run_log(folder, "long-one")
+    if stop == "ctrl-c":
+        assert driver.returncode == 130, stdout + stderr
+        assert "Traceback" not in stderr
+        assert "interrupted: 1 experiment(s) finished and stored, 1 not run" in stdout
+        assert "interrupted (Ctrl-C): no result stored" in run_log(folder, "long-one")
 
-    # The worker stops training at its next epoch (0.2 s), instead of going on for a minute.
+    # The worker stops training at its next epoch (0.2 s), instead of going on for a minute: Ctrl-C
+    # cancels the task; a killed driver's client disappears and the scheduler releases its tasks.
     def long_epochs() -> int:
         return sum(1 for line in trace.read_text().splitlines() if line.startswith("long-one "))
 
