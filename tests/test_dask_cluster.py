@@ -184,7 +184,7 @@ def test_run_ships_experiments_to_the_workers_and_prints_their_epochs(tmp_path, 
         assert epoch_at and done_at and epoch_at[0] < done_at[0], out.stdout
         stored = result(folder, name)
         assert stored["status"] == "ok" and stored["name"] == name
-        assert f"ran on dask worker tcp://127.0.0.1:" in run_log(folder, name)
+        assert "ran on dask worker tcp://127.0.0.1:" in run_log(folder, name)
     # Both workers took one: experiments run in parallel, not one after the other.
     workers = {run_log(folder, n).split("ran on dask worker ")[1].split()[0] for n in ("quick-one", "long-one")}
     assert len(workers) == 2

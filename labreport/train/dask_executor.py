@@ -33,7 +33,6 @@ import dataclasses
 import os
 import pickle
 import queue
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -80,6 +79,12 @@ def _shipped() -> tuple[Callable[[], dict], Callable[..., tuple[str, Any]]]:
         import labreport
         from labreport.train import engine
 
+        # Once per process: the files as they were when this process first ran a task, close to
+        # the code it has loaded (an edit during a long run must not refuse a worker running the
+        # same code as the driver). Kept on the package because this function travels by value.
+        cached = getattr(labreport, "_dask_identity", None)
+        if cached is not None:
+            return dict(cached)
         root = Path(labreport.__file__).resolve().parent
         digest = hashlib.sha256()
         for path in sorted(root.rglob("*.py")):
@@ -88,8 +93,10 @@ def _shipped() -> tuple[Callable[[], dict], Callable[..., tuple[str, Any]]]:
             if rel.split("/", 1)[0] in ("report", "grading", "cli.py", "__main__.py"):
                 continue
             digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-        return {"labreport": labreport.__version__, "engine": str(engine.ENGINE_VERSION),
-                "code": digest.hexdigest()[:12]}
+        found = {"labreport": labreport.__version__, "engine": str(engine.ENGINE_VERSION),
+                 "code": digest.hexdigest()[:12]}
+        labreport._dask_identity = found
+        return dict(found)
 
     def describe(ident: dict) -> str:
         return f"labreport {ident['labreport']} (engine {ident['engine']}, code {ident['code']})"
@@ -118,11 +125,6 @@ def _shipped() -> tuple[Callable[[], dict], Callable[..., tuple[str, Any]]]:
         return ("done", dask_executor._run_remote(payload, topic, host_nthreads))
 
     return identity, labreport_experiment
-
-
-def code_identity() -> dict:
-    """This process's labreport, as the workers compare it (see :func:`_shipped`)."""
-    return _shipped()[0]()
 
 
 # --------------------------------------------------------------------------- worker side
