@@ -377,8 +377,10 @@ def test_make_report_with_a_scheduler_trains_real_models_on_the_workers(tmp_path
     caps = {"LABREPORT_QUICK_EPOCHS": "2", "LABREPORT_QUICK_TRAIN": "300", "LABREPORT_QUICK_TEST": "100"}
     cluster = make_cluster(2, fakes=False, env={"LABREPORT_DATA_DIR": str(DATA)})
     folder = project(tmp_path, epochs_a=2, epochs_b=2)
-    (folder / "build").mkdir()
-    (folder / "build" / "data").symlink_to(DATA)  # `make data` finds it verified: no fetch
+    from labreport.results import store
+
+    store.mark_build(folder / "build")  # a build folder labreport made earlier...
+    (folder / "build" / "data").symlink_to(DATA)  # ...with the data in it: `make data` verifies, no fetch
     env = {**os.environ, **caps}
     env.pop("LABREPORT_DATA_DIR", None)
     out = subprocess.run(["make", "-C", str(ROOT), "report", "QUICK=1", f"LABREPORT_SCHEDULER={cluster.address}",
