@@ -5,7 +5,7 @@ defaults (validation in batches of the training batch size, one step per call),
 scikit-image's ``hog`` image by image, experiments one after the other, no cache.
 
     python -m bench                   # everything (about 5 minutes on 2 cores)
-    python -m bench --only hog,epochs # a subset: hog, overhead, epochs, cached, render, lab
+    python -m bench --only peak,flops # a subset: hog, overhead, peak, epochs, flops, fusion, cached, render, lab
     python -m bench --only render --render-baseline /tmp/base   # full render vs another checkout
     python -m bench --epochs 3        # epochs timed per family
 
@@ -30,8 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from labreport.config import loader as config_mod  # noqa: E402
-from labreport.config import param_counts as params  # noqa: E402
 from labreport.results import store  # noqa: E402
+from labreport.train import eta as eta_mod  # noqa: E402
+from labreport.train import flops as flops_mod  # noqa: E402
+
+from bench import peak as peak_mod  # noqa: E402
 
 BUILD = ROOT / "build"
 FAMILIES = {  # family -> the reference experiment timed for it
@@ -53,13 +56,27 @@ def section(title: str) -> None:
 
 
 # --------------------------------------------------------------------------- peak
-def matmul_peak_gflops(n: int = 4096, repeat: int = 3) -> float:
-    """fp32 GEMM rate of numpy's BLAS on this machine: the reference for "fraction of peak"."""
-    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    b = np.random.default_rng(1).random((n, n), dtype=np.float32)
-    a @ b  # warm-up (thread pool, pages)
-    best = min(_timed(lambda: a @ b) for _ in range(repeat))
-    return 2 * n**3 / best / 1e9
+@dataclasses.dataclass(frozen=True)
+class Peaks:
+    """The references of every "fraction of peak" printed, by thread count."""
+
+    gemm: dict[int, peak_mod.Gemm]
+    fma: peak_mod.FmaPeak
+
+
+def bench_peak() -> Peaks:
+    section("peak: best numpy GEMM (fp32 4096x4096) and the CPU's theoretical FMA peak, per thread count")
+    fma = peak_mod.fma_peak()
+    gemms = {t: peak_mod.gemm(t) for t in range(1, min(2, fma.cores) + 1)}
+    rows = [[str(t), f"{g.wall_gflops:.1f}", f"{g.cpu_gflops:.1f}", f"{fma.gflops(t):.0f}",
+             f"{g.gflops / fma.gflops(t):.0%}", g.kernel] for t, g in gemms.items()]
+    print(table(["threads", "GEMM GFLOP/s by clock", "per CPU second", "FMA peak GFLOP/s", "GEMM/FMA",
+                 "BLAS kernel"], rows))
+    print(f"FMA peak = {fma.formula()}")
+    print(f"(best of 5 each; the GEMM reference below is the larger of clock and CPU-second rates: on a busy"
+          f" machine the clock also counts other processes; load average now {os.getloadavg()[0]:.1f}"
+          f" on {os.cpu_count()} cores)")
+    return Peaks(gemms, fma)
 
 
 def _timed(fn) -> float:
@@ -120,7 +137,7 @@ def labreport_epoch_s(spec, dataset, features_dir: Path, epochs: int) -> tuple[f
     return min(times[1:] or times), total
 
 
-def bench_epochs(epochs: int, peak: float) -> dict[str, float]:
+def bench_epochs(epochs: int, peaks: Peaks) -> dict[str, float]:
     """One full-size epoch of each family: labreport vs naive, samples/s, fraction of peak.
 
     Returns family -> naive seconds per epoch / labreport seconds per epoch."""
@@ -130,6 +147,8 @@ def bench_epochs(epochs: int, peak: float) -> dict[str, float]:
 
     section(f"full-size epochs (60,000 train + 10,000 test samples; best epoch of {epochs} after the first)")
     lab = _lab()
+    threads = max(peaks.gemm)  # one process, TensorFlow's default: every core
+    gemm = peaks.gemm[threads].gflops
     rows, out = [], {}
     for family, name in FAMILIES.items():
         spec = _with_epochs(lab.by_name(name), epochs)
@@ -138,15 +157,16 @@ def bench_epochs(epochs: int, peak: float) -> dict[str, float]:
         inputs = engine.prepare_inputs(spec, ds, hog_features=hog)
         naive = naive_fit_epoch_s(spec, inputs, epochs)
         ours, _ = labreport_epoch_s(spec, ds, BUILD / "features", epochs)
-        macs = params.breakdown(spec).macs
-        flops = (3 * 60_000 + 10_000) * 2 * macs  # forward+backward on train, forward on test
-        rate = flops / ours / 1e9
+        rate = flops_mod.training_flops(spec, epochs=1).total / ours / 1e9
         out[family] = naive / ours
         rows.append([family, name, f"{spec.batch_size}", f"{naive:.2f}", f"{ours:.2f}", f"{naive / ours:.2f}x",
-                     f"{60_000 / ours:,.0f}", f"{rate:.1f}", f"{rate / peak:.1%}"])
+                     f"{60_000 / ours:,.0f}", f"{rate:.1f}", f"{rate / gemm:.1%}",
+                     f"{rate / peaks.fma.gflops(threads):.1%}"])
     print(table(["family", "experiment", "batch", "naive s/ep", "ours s/ep", "speed-up", "train samples/s",
-                 "GFLOP/s", "of peak"], rows))
-    print(f"(peak = numpy fp32 4096x4096 matmul = {peak:.1f} GFLOP/s; goal MLP >= 40%, CNN >= 25%)")
+                 "GFLOP/s", f"of GEMM@{threads}", f"of FMA@{threads}"], rows))
+    print(f"(one process, {threads} TensorFlow threads; GEMM@{threads} = best numpy GEMM with {threads} threads"
+          f" = {gemm:.1f} GFLOP/s, FMA@{threads} = {peaks.fma.gflops(threads):.0f} GFLOP/s; {flops_mod.FORMULA};"
+          " goal MLP >= 40%, CNN >= 25% of GEMM)")
     return out
 
 
@@ -196,6 +216,12 @@ def bench_overhead(epochs: int) -> None:
 def bench_hog() -> None:
     section("HOG: batch (labreport.train.features) vs scikit-image per image")
     subprocess.run([sys.executable, str(ROOT / "bench" / "bench_hog.py"), "--repeat", "2"], check=False)
+
+
+# --------------------------------------------------------------------------- fusion
+def bench_fusion() -> None:
+    section("fusion: experiments that share data, batch size and epochs trained as one model vs one by one")
+    subprocess.run([sys.executable, "-m", "bench.bench_fusion"], cwd=ROOT, check=False)
 
 
 # --------------------------------------------------------------------------- cached report
@@ -274,7 +300,32 @@ def bench_render(baseline: Path | None, repeat: int = 3) -> None:
 
 
 # --------------------------------------------------------------------------- whole lab
-def bench_lab(build: Path, naive_over_ours: dict[str, float]) -> None:
+def bench_flops(peaks: Peaks, jobs: int = 2) -> float:
+    """The lab's training FLOPs and the floor they set; returns the floor in seconds at GEMM speed."""
+    section("the lab's training FLOPs and the time floor they set")
+    lab = _lab()
+    per_family: dict[str, int] = {}
+    for spec in lab.experiments:
+        per_family[_family(spec)] = per_family.get(_family(spec), 0) + flops_mod.training_flops(spec).total
+    total = sum(per_family.values())
+    threads = max(peaks.gemm)
+    gemm, fma = peaks.gemm[threads].gflops, peaks.fma.gflops(threads)
+    rows = [[f, f"{n / 1e12:.1f}", f"{n / total:.0%}"] for f, n in per_family.items()]
+    rows.append(["total", f"{total / 1e12:.1f}", "100%"])
+    print(table(["family", "TFLOP", "share"], rows))
+    print(f"({flops_mod.FORMULA})")
+    floor_s = total / (gemm * 1e9)
+    print(f"floor at the best GEMM with {threads} threads ({gemm:.1f} GFLOP/s): {floor_s / 60:.1f} min;"
+          f" at the FMA peak ({fma:.0f} GFLOP/s): {total / (fma * 1e9) / 60:.1f} min")
+    est = eta_mod.Estimator(threads=max(1, threads // jobs))
+    tasks = sorted((est.seconds(s) for s in lab.experiments), reverse=True)
+    eta_s = est.startup_s() + eta_mod.makespan(tasks, jobs)
+    print(f"calibrated estimate of a clean `make report` (--jobs {jobs}, quiet machine): {eta_s / 60:.1f} min"
+          f" = {eta_s / floor_s:.2f}x the GEMM floor (goal 1.5x)")
+    return floor_s
+
+
+def bench_lab(build: Path, naive_over_ours: dict[str, float], floor_s: float | None = None) -> None:
     section("whole default lab: measured wall time vs the naive sequential estimate")
     lab = _lab()
     results = [store.read_result(build, s.name) for s in lab.experiments]
@@ -295,21 +346,21 @@ def bench_lab(build: Path, naive_over_ours: dict[str, float]) -> None:
         naive += r["duration_s"] * naive_over_ours.get(_family(spec), 1.0)
         if spec.hog:
             naive += 70_000 * 0.39e-3
-    print(table(["experiments", "wall s", "sum of run s", "naive sequential s (est.)", "ratio wall/naive"],
-                [[str(len(done)), f"{wall:,.0f}", f"{busy:,.0f}", f"{naive:,.0f}", f"{wall / naive:.2f}x"]]))
+    print(table(["experiments", "wall s", "sum of run s", "naive sequential s (est.)", "ratio wall/naive",
+                 "wall / GEMM floor"],
+                [[str(len(done)), f"{wall:,.0f}", f"{busy:,.0f}", f"{naive:,.0f}", f"{wall / naive:.2f}x",
+                  f"{wall / floor_s:.2f}x" if floor_s else "?"]]))
     print("(goal <= 0.6x; naive = each run's time x the naive/ours epoch ratio of its family measured above,"
           " + 0.39 ms/image scikit-image HOG for each HOG experiment; wall = first start to last finish)")
 
 
 def _family(spec) -> str:
-    if spec.conv:
-        return "cnn fashion" if spec.dataset == "fashion" else "cnn"
-    return "mlp hog" if spec.hog else "mlp raw"
+    return eta_mod.family(spec)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="hog,overhead,epochs,cached,render,lab")
+    ap.add_argument("--only", default="hog,overhead,peak,epochs,flops,fusion,cached,render,lab")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--build", type=Path, default=BUILD)
     ap.add_argument("--render-baseline", type=Path, default=None, metavar="DIR",
@@ -327,14 +378,18 @@ def main(argv: list[str] | None = None) -> int:
     if "overhead" in only:
         bench_overhead(args.epochs)
     ratios: dict[str, float] = {}
+    peaks = bench_peak() if only & {"peak", "epochs", "flops", "lab"} else None
     if "epochs" in only or "lab" in only:
-        ratios = bench_epochs(args.epochs, matmul_peak_gflops())
+        ratios = bench_epochs(args.epochs, peaks)
+    floor_s = bench_flops(peaks) if only & {"flops", "lab"} else None
+    if "fusion" in only:
+        bench_fusion()
     if "cached" in only:
         bench_cached(args.build)
     if "render" in only:
         bench_render(args.render_baseline)
     if "lab" in only:
-        bench_lab(args.build, ratios)
+        bench_lab(args.build, ratios, floor_s)
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 
@@ -269,3 +270,40 @@ def test_several_steps_per_execution_only_for_epochs_of_many_small_steps():
     assert engine.steps_per_execution(60_000, 8192) == 1  # measured slower
     assert engine.steps_per_execution(10, 4096) == 1
     assert engine.validation_batch(256) == 2048 and engine.validation_batch(16382) == 16382
+
+
+# --------------------------------------------------------------------------- library start-up noise
+
+
+def test_stderr_captured_takes_what_is_written_on_the_file_descriptor(capfd):
+    lines: list[str] = []
+    with engine.stderr_captured(lines):
+        os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on.\n\nsecond line\n")  # as C++ writes
+    os.write(2, b"after\n")
+    assert lines == ["I0000 port.cc:153] oneDNN custom operations are on.", "second line"]
+    assert capfd.readouterr().err == "after\n"
+
+
+def test_the_banners_of_tensorflows_import_go_to_the_run_log_not_the_console(tmp_path):
+    """A fresh process (TensorFlow not yet imported) trains one tiny model: its stderr stays
+    empty and the log carries the start-up lines (TensorFlow prints at least its oneDNN note)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\n"
+        f"sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]\n"
+        "from test_engine import synthetic_dataset, spec\n"
+        "from labreport.train import engine\n"
+        "lines = []\n"
+        "r = engine.train_and_evaluate(spec(epochs=1), synthetic_dataset(), log=lines.append)\n"
+        "print(json.dumps({'status': r['status'], 'log': lines}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["status"] == "ok"
+    startup = [line for line in result["log"] if line.startswith("library start-up: ")]
+    assert any("oneDNN" in line or "cpu_feature_guard" in line for line in startup), result["log"][:5]

@@ -13,13 +13,15 @@ The returned dict is the result.json of docs/results.md (minus ``schema``, which
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
 import sys
+import tempfile
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -116,9 +118,63 @@ class Inputs:
 # --------------------------------------------------------------------------- TensorFlow
 
 
-def tensorflow():
-    """Import TensorFlow with its Python logger at ERROR (its retracing notes are noise here)."""
+# What the libraries wrote on stderr while TensorFlow was imported in this process (the
+# oneDNN and CPU-feature banners, absl's pre-init warning), kept for the next run.log.
+_STARTUP_LINES: list[str] = []
+
+
+@contextlib.contextmanager
+def stderr_captured(sink: list[str]) -> Iterator[None]:
+    """Send file descriptor 2 to a temporary file for the block, then append its lines to ``sink``.
+
+    TensorFlow's C++ start-up banners bypass ``sys.stderr``: only the descriptor catches them.
+    If fd 2 cannot be duplicated (closed), nothing is captured and nothing fails.
+    """
     try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        _flush_stderr()
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            _flush_stderr()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", errors="replace")
+            sink.extend(line.rstrip() for line in text.splitlines() if line.strip())
+
+
+def _flush_stderr() -> None:
+    try:
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+def take_startup_lines() -> list[str]:
+    """The captured start-up messages not yet handed out (each goes to one run.log only)."""
+    lines = list(_STARTUP_LINES)
+    _STARTUP_LINES.clear()
+    return lines
+
+
+def tensorflow():
+    """Import TensorFlow with its Python logger at ERROR (its retracing notes are noise here).
+
+    The first import in a process runs with fd 2 captured: TensorFlow and Keras print
+    their start-up banners there (twice per worker), which belong in run.log, not on the
+    console (``train_and_evaluate`` logs them).
+    """
+    try:
+        if "tensorflow" not in sys.modules:
+            with stderr_captured(_STARTUP_LINES):
+                import tensorflow  # noqa: F401
+                import keras  # noqa: F401 - imported here too: it may print its own banners
         import tensorflow as tf
     except ImportError as exc:
         raise ImportError(f"training needs TensorFlow ({exc}); install it with: pip install 'labreport[train]'") from exc
@@ -411,6 +467,7 @@ def train_and_evaluate(
         if threads:
             configure_threads(*threads)
         tensorflow()
+        _log_startup_lines(log)
         inputs = prepare_inputs(spec, dataset, hog_features=hog_features, quick_cfg=quick_cfg)
         result["data"].update(n_train=len(inputs.y_train), n_test=len(inputs.y_test))
         log(f"data: {spec.dataset} ({getattr(dataset, 'source', '?')}, sha256 {result['data']['sha256']}); "
@@ -429,6 +486,7 @@ def train_and_evaluate(
             result["error"] = f"the training loss became NaN or infinite at epoch {watch.diverged_epoch}"
             result["metrics"] = {"diverged_epoch": watch.diverged_epoch}
     except Exception as exc:  # noqa: BLE001 - a failed experiment must not stop the others
+        _log_startup_lines(log)  # e.g. why the TensorFlow import failed
         log(traceback.format_exc().rstrip())
         result["status"] = "failed"
         result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -445,6 +503,11 @@ def train_and_evaluate(
     log(f"{result['status']}" + (f": {result['error']}" if result["error"] else "")
         + f" ({result['duration_s']:.1f} s)")
     return result
+
+
+def _log_startup_lines(log: Log) -> None:
+    for line in take_startup_lines():
+        log(f"library start-up: {line}")
 
 
 def _fit(spec: ExperimentSpec, inputs: Inputs, epochs: int, watch: Any, result: dict, log: Log):

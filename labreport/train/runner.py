@@ -35,7 +35,7 @@ from typing import Any, NamedTuple, Protocol, TextIO
 from labreport import __version__
 from labreport.train import datasets
 from labreport.train import engine
-from labreport.config import param_counts
+from labreport.train import eta
 from labreport.results import staleness, store
 from labreport.results.layout import BuildLayout
 from labreport.train.engine import ENGINE_VERSION, EpochInfo, QuickConfig
@@ -85,41 +85,17 @@ def plan(config: LabConfig, build: Path, *, quick: bool, names: Sequence[str] | 
     return [PlanEntry(s, d.status) for s, d in zip(specs, decisions)]
 
 
-# Rough CPU cost model, only for ordering (longest first) and ETAs. A sample costs
-# its multiply-accumulates per layer kind plus the memory traffic of the conv feature
-# maps; a training pass ~ 3 forward passes; each step has a fixed overhead. Fitted
-# (within ~10%) to the per-epoch times of the seven model shapes of the reference
-# lab on the 2-core machine; no test depends on these numbers.
-SECONDS_PER_MAC = {"dense": 1.3e-11, "conv": 1.7e-11}
-SECONDS_PER_CONV_OUTPUT = 4.3e-10
-SECONDS_PER_STEP = 2.0e-3
-SECONDS_PER_EXPERIMENT = 3.0  # build, trace, predict: what --quick runs mostly are
+# The time estimate (ordering longest first, the ETA) lives in eta.py: calibrated seconds
+# per epoch per model shape and thread count, previous runs, the machine's load now.
 
 
-def forward_cost(spec: ExperimentSpec) -> dict[str, int]:
-    """Per sample: multiply-accumulates of dense and conv layers, and conv output values."""
-    out = {"dense": 0, "conv": 0, "conv_outputs": 0}
-    for layer in param_counts.breakdown(spec).layers:
-        if layer.kind == "conv":
-            out["conv"] += layer.macs
-            out["conv_outputs"] += layer.units
-        else:
-            out["dense"] += layer.macs  # 0 for the layers without weights
-    return out
-
-
-def estimate_seconds(spec: ExperimentSpec, quick_cfg: QuickConfig | None = None) -> float:
-    """Expected training time of ``spec`` (full run, or capped by ``quick_cfg``)."""
-    n_train, n_test, epochs = 60_000, 10_000, spec.epochs
-    if quick_cfg is not None:
-        n_train, n_test = min(n_train, quick_cfg.n_train), min(n_test, quick_cfg.n_test)
-        epochs = min(epochs, quick_cfg.epochs)
-    cost = forward_cost(spec)
-    per_sample = (SECONDS_PER_MAC["dense"] * cost["dense"] + SECONDS_PER_MAC["conv"] * cost["conv"]
-                  + SECONDS_PER_CONV_OUTPUT * cost["conv_outputs"])
-    steps = math.ceil(n_train / spec.batch_size)
-    per_epoch = (3 * n_train + n_test) * per_sample + steps * SECONDS_PER_STEP
-    return SECONDS_PER_EXPERIMENT + epochs * per_epoch
+def estimate_seconds(spec: ExperimentSpec, quick_cfg: QuickConfig | None = None,
+                     estimator: eta.Estimator | None = None) -> float:
+    """Expected wall seconds of ``spec`` (full run, or capped by ``quick_cfg``)."""
+    estimator = estimator or eta.Estimator(threads=cpu_count())
+    if quick_cfg is None:
+        return estimator.seconds(spec)
+    return estimator.seconds(spec, epochs=min(spec.epochs, quick_cfg.epochs), n_train=quick_cfg.n_train)
 
 
 # --------------------------------------------------------------------------- work units
@@ -436,15 +412,15 @@ class Progress:
     def message(self, text: str) -> None:
         self._write(text)
 
-    def epoch(self, task: Task, info: EpochInfo) -> None:
+    def epoch(self, task: Task, info: EpochInfo, run_left: Callable[[], str] | None = None) -> None:
         every = max(1, info.epochs // self.lines_per_run)
         if not self.live and info.epoch % every and info.epoch != info.epochs:
             return
-        eta = info.elapsed_s / info.epoch * (info.epochs - info.epoch)
+        left_s = info.elapsed_s / info.epoch * (info.epochs - info.epoch)
         self._write(
             f"[{task.index}/{task.total}] {task.name}  epoch {info.epoch}/{info.epochs}  "
             f"loss {_f4(info.loss)}  test {_f4(info.val_loss)}  acc {_f4(info.val_accuracy)}  "
-            f"ETA {fmt_duration(eta)}",
+            f"ETA {fmt_duration(left_s)}{run_left() if run_left else ''}",
             transient=self.live,
         )
 
@@ -510,11 +486,12 @@ class _Tally:
 
 
 def make_tasks(specs: Sequence[ExperimentSpec], build: Path, *, quick: bool,
-               quick_cfg: QuickConfig | None, threads: tuple[int, int] | None = None) -> list[Task]:
+               quick_cfg: QuickConfig | None, threads: tuple[int, int] | None = None,
+               estimator: eta.Estimator | None = None) -> list[Task]:
     """Tasks longest first (a good makespan for a pool: the long ones do not come last)."""
     layout = BuildLayout(build)
     data_dir, features_dir = str(layout.data_dir), str(layout.features_dir)
-    costed = sorted(((estimate_seconds(s, quick_cfg), s) for s in specs), key=lambda t: -t[0])
+    costed = sorted(((estimate_seconds(s, quick_cfg, estimator), s) for s in specs), key=lambda t: -t[0])
     return [
         Task(spec=s, index=i, total=len(costed), quick=quick, quick_cfg=quick_cfg,
              cache_key=cache_key(s, quick=quick, quick_cfg=quick_cfg), data_dir=data_dir,
@@ -564,12 +541,14 @@ def run(
             return _Tally().summary(n_skipped, start)
         # Local workers share this machine's cores; a given executor's hosts decide their own.
         threads = thread_split(jobs) if executor is None else None
-        tasks = make_tasks(todo, build, quick=quick, quick_cfg=quick_cfg, threads=threads)
+        estimator = eta.for_run(config, build, jobs=jobs, threads=threads, cores=cpu_count())
+        tasks = make_tasks(todo, build, quick=quick, quick_cfg=quick_cfg, threads=threads, estimator=estimator)
         preloaded = {}
         if executor is None:  # a remote executor's workers load from their own build/data
             preloaded = preload_data(tasks, load_dataset or datasets.load)
         reporter.message(f"running {len(tasks)} experiment(s){' (quick)' if quick else ''} with "
-                         f"{jobs} job(s), estimated {fmt_duration(sum(t.estimate_s for t in tasks) / jobs)}")
+                         f"{jobs} job(s), estimated {fmt_duration(_first_estimate(tasks, jobs, estimator))}"
+                         + _load_note(estimator))
         if executor is None:
             if jobs == 1:
                 worker = Worker(load_dataset, train)
@@ -603,6 +582,16 @@ def preload_data(tasks: Sequence[Task], load_dataset: LoadDataset) -> dict[tuple
     if problems:
         raise datasets.DataError("\n".join(problems) + "\nnothing was trained.")
     return loaded
+
+
+def _first_estimate(tasks: Sequence[Task], jobs: int, estimator: eta.Estimator) -> float:
+    return estimator.startup_s() + eta.makespan([t.estimate_s for t in tasks], jobs)
+
+
+def _load_note(estimator: eta.Estimator) -> str:
+    if estimator.share >= 0.95:
+        return ""
+    return f" (the machine is busy: about {estimator.share:.0%} of a core per thread)"
 
 
 def _execute(executor: Executor, tasks: list[Task], sink: _Sink, n_skipped: int, start: float) -> RunSummary:
@@ -640,9 +629,11 @@ class _Sink:
         self.build, self.quick, self.tasks, self.reporter, self.jobs = build, quick, tasks, reporter, jobs
         self.running: set[str] = set()
         self.done: set[str] = set()
-        # Measured vs estimated seconds of the finished experiments, to correct the ETA.
-        self.measured_s = 0.0
-        self.estimated_s = 0.0
+        # ETA refinement: when each experiment started (driver clock), what the finished took,
+        # the last epoch of the running ones.
+        self.started: dict[str, float] = {}
+        self.took_s: dict[str, float] = {}
+        self.last_epoch: dict[str, EpochInfo] = {}
 
     def _log_path(self, name: str) -> Path:
         return BuildLayout(self.build, self.quick).log_path(name)
@@ -652,6 +643,7 @@ class _Sink:
             return  # a late line from a finished experiment: its full log is already stored
         if event.kind == "start":
             self.running.add(event.name)
+            self.started[event.name] = time.perf_counter()
             path = self._log_path(event.name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("", encoding="utf-8")
@@ -659,7 +651,9 @@ class _Sink:
             with self._log_path(event.name).open("a", encoding="utf-8") as f:
                 f.write(event.payload + "\n")
         elif event.kind == "epoch":
-            self.reporter.epoch(self.tasks[event.name], event.payload)
+            self.last_epoch[event.name] = event.payload
+            self.reporter.epoch(self.tasks[event.name], event.payload,
+                                lambda: f"  [run: about {self._left_s()} left]" if len(self.tasks) > 1 else "")
 
     def store(self, outcome: Outcome) -> None:
         # run.log first: result.json's presence means the experiment is complete.
@@ -668,22 +662,39 @@ class _Sink:
         self.running.discard(outcome.name)
         self.done.add(outcome.name)
         task = self.tasks[outcome.name]
-        self._update_ratio(task, outcome.result)
+        self._record(task, outcome.result)
         self.reporter.finished(task, outcome.result, self._left())
 
-    def _update_ratio(self, task: Task, result: dict) -> None:
-        measured = result.get("duration_s") or 0.0
-        if result.get("status") == "ok" and task.estimate_s > 0 and measured > 0:
-            self.measured_s += measured
-            self.estimated_s += task.estimate_s
+    def _record(self, task: Task, result: dict) -> None:
+        # Whole experiment as the driver saw it (data, build, fit, predict), else the trainer's.
+        took = (time.perf_counter() - self.started[task.name]) if task.name in self.started \
+            else (result.get("duration_s") or 0.0)
+        if result.get("status") == "ok" and took > 0:
+            self.took_s[task.name] = took
 
     def _left(self) -> str:
+        n_left = sum(1 for name in self.tasks if name not in self.done)
+        return f"  [{n_left} left, about {self._left_s()}]" if n_left else ""
+
+    def _left_s(self) -> str:
+        """The run's time left: estimates corrected by the finished experiments and by the
+        running ones' own epochs so far (from their second epoch: the first one traces)."""
+        now = time.perf_counter()
+        measured = dict(self.took_s)
+        own_left: dict[str, float] = {}
+        for name in self.running - self.done:
+            info = self.last_epoch.get(name)
+            if info is not None and info.epoch >= 2:
+                per_epoch = info.elapsed_s / info.epoch
+                measured[name] = per_epoch * info.epochs
+                own_left[name] = per_epoch * (info.epochs - info.epoch)
+        estimates = eta.refine({t.name: t.estimate_s for t in self.tasks.values()},
+                               {t.name: eta.family(t.spec) for t in self.tasks.values()}, measured)
         left = [t for t in self.tasks.values() if t.name not in self.done]
-        if not left:
-            return ""
-        ratio = self.measured_s / self.estimated_s if self.estimated_s else 1.0
-        eta = sum(t.estimate_s for t in left) * ratio / self.jobs
-        return f"  [{len(left)} left, about {fmt_duration(eta)}]"
+        busy = [own_left.get(t.name, estimates[t.name] - (now - self.started.get(t.name, now)))
+                for t in left if t.name in self.running]
+        pending = [estimates[t.name] for t in left if t.name not in self.running]
+        return fmt_duration(eta.makespan(pending, self.jobs, busy))
 
     def interrupted(self) -> None:
         for name in self.running - self.done:

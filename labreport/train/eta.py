@@ -1,0 +1,334 @@
+"""How long a run will take: calibrated seconds per epoch, the machine's load, the makespan.
+
+Pure functions (no TensorFlow, no I/O), so the estimator is tested as such; only
+``for_run`` (at the end) probes the CPU and reads the stored results for a run. An experiment's estimate is
+
+    overhead(family) + epochs x epoch_s(shape, threads) x n_train / 60,000
+
+where ``epoch_s`` comes, in this order, from
+
+1. the per-epoch seconds stored by previous full runs of the same model shape (layers,
+   dropout, batch size) at the same thread count, in ``build/runs/*/result.json``: this
+   machine, as it really ran; their median ratio to the table also corrects the other
+   shapes of their family;
+2. the table ``EPOCH_S``: seconds per epoch of the 16 shapes of the default lab on a quiet
+   machine, from the CPU seconds measured by ``python -m bench.calibrate`` (CPU rather than
+   wall seconds because the calibration machine was shared: CPU time is what an epoch
+   costs, wall time is that divided by the share of a core the process gets);
+3. for a shape in neither, the cost model below (MACs, conv outputs, steps) times the
+   median table/model ratio of its family at that thread count (``MODEL_FACTOR``).
+
+Table and model figures are quiet-machine seconds; they are divided by ``thread_share``:
+the fraction of a core each of our threads can expect, from what a probe thread got at the
+start of the run (the 1-minute load average proved a poor guide on the shared machine).
+Previous runs' figures are wall
+seconds already and are not scaled. The run's makespan is a list schedule of the tasks
+(longest first) over the jobs, as the process pool runs them; as experiments finish,
+``refine`` replaces the estimate of every remaining experiment by its family's measured /
+estimated ratio.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import statistics
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labreport.config import param_counts
+from labreport.config.spec import ExperimentSpec, LabConfig
+from labreport.results import store
+
+N_TRAIN = 60_000
+
+# (shape_key, intra-op threads) -> seconds per epoch on a quiet machine (60,000 train +
+# 10,000 test images), from the process CPU seconds per epoch (median of the epochs after
+# the first): one thread's CPU seconds are its wall seconds when it has a core to itself;
+# two threads also wait for each other (not CPU time), so a 2-thread epoch is the larger of
+# CPU / 2 and 1.35 / 2 of the 1-thread epoch (runner.thread_split's measured 1.2-1.5x). Measured with
+# `python -m bench.calibrate` (its --table prints these literals) on the 2-core machine of
+# the lab (AMD EPYC, family 0x1A), TensorFlow CPU build, 2026-11-25, at a load average of
+# 6-14: CPU seconds, because wall seconds on that shared machine were 2-9x longer.
+# threads 1: two calibrations at once (= --jobs 2); threads 2: alone (= --jobs 1).
+EPOCH_S: dict[tuple[str, int], float] = {
+    ('128-150-10 do bs1024', 1): 0.183,
+    ('128-150-10 do bs1024', 2): 0.124,
+    ('128-200-10 do bs1024', 1): 0.176,
+    ('128-200-10 do bs1024', 2): 0.119,
+    ('128-200-10 do bs512', 1): 0.182,
+    ('128-200-10 do bs512', 2): 0.128,
+    ('256-200-10 do bs1024', 1): 0.228,
+    ('256-200-10 do bs1024', 2): 0.154,
+    ('28x28x1-28x28x64-14x14x64-12544-100-10 bs8192', 1): 13.137,
+    ('28x28x1-28x28x64-14x14x64-12544-100-10 bs8192', 2): 8.867,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-10-10 bs256', 1): 4.579,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-10-10 bs256', 2): 3.091,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-25-10 bs16382', 1): 4.141,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-25-10 bs16382', 2): 2.795,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-25-10 bs256', 1): 5.259,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-25-10 bs256', 2): 3.55,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-35-10 bs256', 1): 4.352,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-35-10 bs256', 2): 2.938,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-5-10 bs256', 1): 4.535,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-5-10 bs256', 2): 3.061,
+    ('28x28x1-28x28x9-14x14x9-1764-100-10 bs4096', 1): 2.334,
+    ('28x28x1-28x28x9-14x14x9-1764-100-10 bs4096', 2): 1.575,
+    ('392-200-10 do bs512', 1): 0.233,
+    ('392-200-10 do bs512', 2): 0.157,
+    ('784-150-10 do bs4096', 1): 0.313,
+    ('784-150-10 do bs4096', 2): 0.211,
+    ('784-250-10 do bs4096', 1): 0.437,
+    ('784-250-10 do bs4096', 2): 0.295,
+    ('784-300-10 bs2048', 1): 0.437,
+    ('784-300-10 bs2048', 2): 0.295,
+    ('784-300-10 do bs2048', 1): 0.511,
+    ('784-300-10 do bs2048', 2): 0.345,
+}
+# Seconds per experiment beyond its epochs (model build, graph tracing in the first epoch,
+# the final predict), per family; CPU seconds of the same calibration (mostly one thread).
+OVERHEAD_S: dict[str, float] = {
+    'cnn': 1.98,
+    'cnn fashion': 2.48,
+    'mlp hog': 1.12,
+    'mlp raw': 0.99,
+}
+DEFAULT_OVERHEAD_S = 2.0
+# The same for --quick runs (2 epochs of 2,000 images: build, tracing and start-up are all
+# there is): median duration_s per family of one `run --quick --jobs 2` of the default lab
+# x the probed share of a core (0.34), + 0.8 s between experiments (the wall time beyond
+# the durations). Fitted on that one run (announced 1m12s before, took 2m22s).
+QUICK_OVERHEAD_S = {"cnn": 4.5, "cnn fashion": 5.3, "mlp hog": 2.8, "mlp raw": 2.4}
+# (family, threads) -> EPOCH_S / cost-model seconds, for shapes not in the table.
+MODEL_FACTOR: dict[tuple[str, int], float] = {
+    ('cnn', 1): 1.375,
+    ('cnn', 2): 0.928,
+    ('cnn fashion', 1): 1.514,
+    ('cnn fashion', 2): 1.022,
+    ('mlp hog', 1): 0.914,
+    ('mlp hog', 2): 0.617,
+    ('mlp raw', 1): 0.814,
+    ('mlp raw', 2): 0.55,
+}
+# Once per worker process: TensorFlow's import and the data set (CPU seconds, measured).
+WORKER_STARTUP_S = 4.0
+
+
+# --------------------------------------------------------------------------- cost model
+
+# A rough CPU cost model, for shapes not in the table (and for ordering): a sample costs
+# its multiply-accumulates per layer kind plus the memory traffic of the conv feature
+# maps; a training pass ~ 3 forward passes; each step has a fixed overhead. Fitted to the
+# per-epoch times of the seven model shapes of the reference lab on the 2-core machine;
+# MODEL_FACTOR rescales it per family and thread count to the calibration.
+SECONDS_PER_MAC = {"dense": 1.3e-11, "conv": 1.7e-11}
+SECONDS_PER_CONV_OUTPUT = 4.3e-10
+SECONDS_PER_STEP = 2.0e-3
+
+
+def forward_cost(spec: ExperimentSpec) -> dict[str, int]:
+    """Per sample: multiply-accumulates of dense and conv layers, and conv output values."""
+    out = {"dense": 0, "conv": 0, "conv_outputs": 0}
+    for layer in param_counts.breakdown(spec).layers:
+        if layer.kind == "conv":
+            out["conv"] += layer.macs
+            out["conv_outputs"] += layer.units
+        else:
+            out["dense"] += layer.macs  # 0 for the layers without weights
+    return out
+
+
+def model_epoch_s(spec: ExperimentSpec, n_train: int = N_TRAIN, n_test: int = 10_000) -> float:
+    """The cost model's seconds per epoch of ``spec``."""
+    cost = forward_cost(spec)
+    per_sample = (SECONDS_PER_MAC["dense"] * cost["dense"] + SECONDS_PER_MAC["conv"] * cost["conv"]
+                  + SECONDS_PER_CONV_OUTPUT * cost["conv_outputs"])
+    steps = math.ceil(n_train / spec.batch_size)
+    return (3 * n_train + n_test) * per_sample + steps * SECONDS_PER_STEP
+
+
+def family(spec: ExperimentSpec) -> str:
+    """The bench's families: 'mlp raw', 'mlp hog', 'cnn' (MNIST), 'cnn fashion'."""
+    if spec.conv:
+        return "cnn fashion" if spec.dataset == "fashion" else "cnn"
+    return "mlp hog" if spec.hog else "mlp raw"
+
+
+def shape_key(spec: ExperimentSpec) -> str:
+    """What sets the speed of an epoch: the layer shapes, dropout or not, the batch size."""
+    return _key(param_counts.breakdown(spec).topology, spec.dropout > 0, spec.batch_size)
+
+
+def _key(topology: str, dropout: bool, batch_size: int) -> str:
+    return f"{topology.replace(' -> ', '-')} {'do ' if dropout else ''}bs{batch_size}"
+
+
+# --------------------------------------------------------------------------- previous runs
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Wall seconds per epoch of a previous full run, with what identifies its speed."""
+
+    shape: str
+    family: str
+    threads: int
+    epoch_s: float
+
+
+def history_from_results(results: Iterable[Mapping]) -> list[Measured]:
+    """The usable per-epoch timings in stored result dicts (full runs that trained, any status)."""
+    out = []
+    for r in results:
+        try:
+            if r.get("quick") or not r.get("epoch_s") or len((r.get("history") or {}).get("loss") or []) < 2:
+                continue  # quick runs and 1-epoch runs are all start-up, not epochs
+            if (r.get("data") or {}).get("n_train") not in (None, N_TRAIN):
+                continue
+            spec = r["spec"]
+            shape = _key(r["params"]["topology"], float(spec.get("dropout") or 0) > 0, int(spec["batch_size"]))
+            fam = ("cnn fashion" if spec.get("dataset") == "fashion" else "cnn") if spec.get("conv") else (
+                "mlp hog" if spec.get("hog") else "mlp raw")
+            threads = int(((r.get("host") or {}).get("threads") or {}).get("intra_op") or 0)
+            if threads:
+                out.append(Measured(shape, fam, threads, float(r["epoch_s"])))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue  # an old or foreign result: no timing from it
+    return out
+
+
+# --------------------------------------------------------------------------- the estimator
+
+
+def thread_share(probe_share: float, others_busy_cores: float, *, cores: int, our_threads: int) -> float:
+    """The fraction of a core each of our threads can expect during the run.
+
+    ``probe_share``: what one spinning thread of ours got just now (runner.probe_cpu). Below
+    ~0.9 the cores are contended and Linux shares each core between the sessions on it, so
+    each of our threads gets about that much too, less if we run more threads than cores.
+    Otherwise the others left room: our threads and the others' busy cores share the cores."""
+    if cores <= 0 or our_threads <= 0:
+        return 1.0
+    spread = min(1.0, cores / our_threads)
+    if probe_share < 0.9:
+        return max(0.02, probe_share * spread)
+    return min(1.0, cores / (max(0.0, others_busy_cores) + our_threads))
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """Seconds of experiments at ``threads`` intra-op threads per worker, on this machine now."""
+
+    threads: int
+    share: float = 1.0  # thread_share(...) at the start of the run
+    history: tuple[Measured, ...] = ()
+    table: Mapping[tuple[str, int], float] = field(default_factory=lambda: EPOCH_S)
+
+    def epoch_s(self, spec: ExperimentSpec) -> tuple[float, str]:
+        """(wall seconds per full-data epoch, where the figure comes from)."""
+        shape, fam = shape_key(spec), family(spec)
+        measured = [m.epoch_s for m in self.history if m.shape == shape and m.threads == self.threads]
+        if measured:
+            return statistics.median(measured), "previous runs"
+        cpu, source = self._table_or_model(spec, shape, fam)
+        ratios = [m.epoch_s / t for m in self.history if m.family == fam and m.threads == self.threads
+                  and (t := self.table.get((m.shape, self.threads)))]
+        if ratios:  # this machine's previous runs say how fast the family really goes here
+            return cpu * statistics.median(ratios), source + " x previous runs of the family"
+        return cpu / self.share, source
+
+    def _table_or_model(self, spec: ExperimentSpec, shape: str, fam: str) -> tuple[float, str]:
+        if (shape, self.threads) in self.table:
+            return self.table[(shape, self.threads)], "calibration"
+        factor = MODEL_FACTOR.get((fam, self.threads), 1.0)
+        return model_epoch_s(spec) * factor, "cost model"
+
+    def seconds(self, spec: ExperimentSpec, *, epochs: int | None = None, n_train: int = N_TRAIN) -> float:
+        """Wall seconds of one experiment (its own epochs unless capped, e.g. by --quick)."""
+        epochs = spec.epochs if epochs is None else epochs
+        per_epoch, _ = self.epoch_s(spec)
+        overheads = QUICK_OVERHEAD_S if n_train < N_TRAIN else OVERHEAD_S
+        overhead = overheads.get(family(spec), DEFAULT_OVERHEAD_S) / self.share
+        return overhead + epochs * per_epoch * min(1.0, n_train / N_TRAIN)
+
+    def startup_s(self) -> float:
+        return WORKER_STARTUP_S / self.share
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def makespan(durations_s: Sequence[float], jobs: int, busy_s: Sequence[float] = ()) -> float:
+    """Wall time of running ``durations_s`` in this order on ``jobs`` workers, each task going
+    to the first free worker (a process pool); ``busy_s``: seconds left on workers already busy."""
+    jobs = max(1, jobs)
+    free = sorted([max(0.0, b) for b in busy_s][:jobs] + [0.0] * max(0, jobs - len(busy_s)))
+    heapq.heapify(free)
+    end = max(free) if free else 0.0
+    for d in durations_s:
+        t = heapq.heappop(free) + max(0.0, d)
+        end = max(end, t)
+        heapq.heappush(free, t)
+    return end
+
+
+def refine(estimates_s: Mapping[str, float], families: Mapping[str, str],
+           finished: Mapping[str, float]) -> dict[str, float]:
+    """Estimates of every experiment corrected by what the finished ones took.
+
+    ``finished``: name -> measured seconds. Each family's ratio (measured / estimated) applies
+    to its remaining experiments; a family with none finished yet takes the overall ratio.
+    """
+    by_family: dict[str, list[tuple[float, float]]] = {}
+    for name, took in finished.items():
+        if name in estimates_s and estimates_s[name] > 0 and took > 0:
+            by_family.setdefault(families[name], []).append((took, estimates_s[name]))
+    pairs = [p for ps in by_family.values() for p in ps]
+    overall = sum(t for t, _ in pairs) / sum(e for _, e in pairs) if pairs else 1.0
+    ratio = {f: sum(t for t, _ in ps) / sum(e for _, e in ps) for f, ps in by_family.items()}
+    return {name: est * ratio.get(families[name], overall) for name, est in estimates_s.items()}
+
+
+# --------------------------------------------------------------------------- measuring the machine
+# The only functions here that look outside their arguments: the runner calls for_run once.
+
+
+def for_run(config: LabConfig, build: Path, *, jobs: int, threads: tuple[int, int] | None,
+            cores: int) -> Estimator:
+    """The estimator of a run: thread count per worker, this machine's share of a core now
+    (probed: local workers only), the previous full runs stored in ``build``."""
+    intra = threads[0] if threads else 1  # remote workers: their own cores, no local load
+    share = thread_share(*probe_cpu(cores), cores=cores, our_threads=jobs * intra) if threads else 1.0
+    results = (store.read_result(build, s.name, False) for s in config.experiments)
+    return Estimator(threads=intra, share=share, history=tuple(history_from_results(r for r in results if r)))
+
+
+def _cpu_times() -> tuple[float, float] | None:
+    """(busy, total) jiffies of all CPUs from /proc/stat, or None off Linux."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [float(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def probe_cpu(cores: int, probe_s: float = 0.3) -> tuple[float, float]:
+    """(share of a core one thread of ours gets now, cores' worth of CPU the others use).
+
+    The 1-minute load average is a poor guide on a shared machine: it lags by a minute,
+    counts threads that wait for I/O, and Linux shares the cores between sessions
+    (autogroups) per core rather than between threads. So this thread spins for
+    ``probe_s`` and measures what it gets, and /proc/stat says how busy the cores were."""
+    before, wall0, cpu0 = _cpu_times(), time.monotonic(), time.thread_time()
+    while time.monotonic() - wall0 < probe_s:
+        pass
+    after, wall, cpu = _cpu_times(), time.monotonic() - wall0, time.thread_time() - cpu0
+    share = min(1.0, cpu / wall) if wall > 0 else 1.0
+    if before is None or after is None or after[1] <= before[1]:
+        return share, 0.0
+    busy_cores = cores * (after[0] - before[0]) / (after[1] - before[1])
+    return share, max(0.0, busy_cores - share)

@@ -1,0 +1,202 @@
+"""The run-time estimator as pure functions: table, load, previous runs, schedule, refinement.
+
+No TensorFlow: the estimator reads only specs, numbers and stored result dicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+
+import pytest
+
+from labreport import config
+from labreport.config.spec import ExperimentSpec, OptimizerSpec
+from labreport.train import engine, eta, runner
+
+ROOT = Path(__file__).resolve().parents[1]
+RMSPROP = OptimizerSpec("rmsprop", (("learning_rate", 0.001),))
+
+
+def mlp(name: str = "m", hidden: int = 250, batch_size: int = 4096, epochs: int = 10, **kw) -> ExperimentSpec:
+    return ExperimentSpec(name=name, part="raw", dataset="mnist", hidden=(hidden,), activation="tanh",
+                          dropout=0.5, batch_size=batch_size, epochs=epochs, optimizer=RMSPROP, seed=1, **kw)
+
+
+def stored(spec: ExperimentSpec, *, epoch_s: float, threads: int, epochs: int = 5, quick: bool = False) -> dict:
+    """A result dict as the engine stores it (engine.base_result), with timings filled in."""
+    r = engine.base_result(spec, status="ok", quick=quick, cache_key="k")
+    r["epoch_s"] = epoch_s
+    r["history"]["loss"] = [0.5] * epochs
+    r["data"]["n_train"] = 2000 if quick else 60_000
+    r["host"] = {"cpus": 2, "threads": {"intra_op": threads, "inter_op": 1}}
+    return r
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def test_every_shape_of_the_default_lab_is_calibrated_for_one_and_two_jobs():
+    lab = config.load(ROOT / "experiments.toml")
+    missing = {(eta.shape_key(s), t) for s in lab.experiments for t in (1, 2)} - set(eta.EPOCH_S)
+    assert not missing, f"run `python -m bench.calibrate` for: {sorted(missing)}"
+    for s in lab.experiments:
+        assert eta.Estimator(threads=1).epoch_s(s)[1] == "calibration"
+
+
+def test_the_table_is_read_and_scaled_by_the_machines_load():
+    table = {(eta.shape_key(mlp()), 1): 0.5}
+    quiet = eta.Estimator(threads=1, table=table)
+    busy = dataclasses.replace(quiet, share=0.25)
+    assert quiet.epoch_s(mlp()) == (0.5, "calibration")
+    assert busy.epoch_s(mlp())[0] == pytest.approx(2.0)
+    overhead = eta.OVERHEAD_S.get("mlp raw", eta.DEFAULT_OVERHEAD_S)
+    assert quiet.seconds(mlp(epochs=10)) == pytest.approx(overhead + 10 * 0.5)
+    assert busy.seconds(mlp(epochs=10)) == pytest.approx(4 * (overhead + 10 * 0.5))
+    # --quick: capped epochs, a fraction of the training set, start-up and tracing dominate
+    quick_overhead = eta.QUICK_OVERHEAD_S["mlp raw"]
+    assert quiet.seconds(mlp(epochs=10), epochs=2, n_train=6000) == pytest.approx(quick_overhead + 2 * 0.05)
+
+
+def test_shapes_outside_the_table_use_the_cost_model_with_the_familys_factor(monkeypatch):
+    monkeypatch.setitem(eta.MODEL_FACTOR, ("mlp raw", 1), 3.0)
+    est = eta.Estimator(threads=1, table={})
+    seconds, source = est.epoch_s(mlp(hidden=777))
+    assert source == "cost model"
+    assert seconds == pytest.approx(3.0 * eta.model_epoch_s(mlp(hidden=777)))
+    assert eta.model_epoch_s(mlp(hidden=777)) > eta.model_epoch_s(mlp(hidden=77))
+
+
+def test_thread_share():
+    # a contended machine: each of our threads gets what the probe thread got (per core)
+    assert eta.thread_share(0.3, 2.0, cores=2, our_threads=2) == pytest.approx(0.3)
+    assert eta.thread_share(0.3, 2.0, cores=2, our_threads=4) == pytest.approx(0.15)
+    # room left: the others' busy cores and our threads share the cores
+    assert eta.thread_share(1.0, 0.0, cores=2, our_threads=2) == 1.0
+    assert eta.thread_share(0.98, 1.0, cores=2, our_threads=2) == pytest.approx(2 / 3)
+    assert eta.thread_share(0.98, 0.2, cores=2, our_threads=1) == 1.0
+    assert eta.thread_share(0.5, 3.0, cores=0, our_threads=2) == 1.0
+
+
+def test_probe_cpu_measures_a_share_of_a_core():
+    share, others = eta.probe_cpu(2, 0.05)
+    assert 0.0 < share <= 1.0 and others >= 0.0
+
+
+# --------------------------------------------------------------------------- previous runs
+
+
+def test_previous_runs_give_the_shapes_key_back_and_skip_what_cannot_be_timed():
+    spec = mlp()
+    history = eta.history_from_results([
+        stored(spec, epoch_s=0.9, threads=1),
+        stored(spec, epoch_s=5.0, threads=1, quick=True),  # quick: start-up, not epochs
+        stored(spec, epoch_s=7.0, threads=1, epochs=1),  # one epoch: tracing, not epochs
+        {"name": "foreign", "spec": "?"},
+        {},
+    ])
+    assert history == [eta.Measured(eta.shape_key(spec), "mlp raw", 1, 0.9)]
+
+
+def test_previous_runs_of_the_same_shape_win_and_correct_their_family():
+    a, b = mlp("a"), mlp("b", hidden=150)
+    table = {(eta.shape_key(a), 1): 0.5, (eta.shape_key(b), 1): 0.4}
+    history = tuple(eta.history_from_results([stored(a, epoch_s=1.5, threads=1),
+                                              stored(a, epoch_s=0.3, threads=2)]))
+    est = eta.Estimator(threads=1, share=0.5, table=table, history=history)
+    assert est.epoch_s(a) == (1.5, "previous runs")  # wall seconds: not rescaled by the load
+    seconds, source = est.epoch_s(b)  # same family ran 3x its table figure here
+    assert seconds == pytest.approx(0.4 * 3.0) and "previous runs of the family" in source
+    other_threads = eta.Estimator(threads=2, table={(eta.shape_key(b), 2): 0.2}, history=history)
+    assert other_threads.epoch_s(b) == (0.2, "calibration")
+
+
+# --------------------------------------------------------------------------- schedule and refinement
+
+
+def test_makespan_is_a_list_schedule_over_the_jobs():
+    assert eta.makespan([5, 3, 3], jobs=1) == 11
+    assert eta.makespan([5, 3, 3], jobs=2) == 6
+    assert eta.makespan([5, 3, 3], jobs=2, busy_s=[4]) == 8  # 3 -> free worker; 5 -> ...
+    assert eta.makespan([], jobs=2, busy_s=[4, -1]) == 4
+    assert eta.makespan([1, 1], jobs=4) == 1
+
+
+def test_refine_applies_each_familys_measured_ratio_and_the_overall_one_to_the_others():
+    est = {"r1": 10.0, "r2": 10.0, "c1": 100.0, "h1": 20.0}
+    fam = {"r1": "mlp raw", "r2": "mlp raw", "c1": "cnn", "h1": "mlp hog"}
+    assert eta.refine(est, fam, {}) == est
+    out = eta.refine(est, fam, {"r1": 20.0, "c1": 150.0})
+    assert out["r2"] == pytest.approx(20.0)  # raw ran 2x
+    assert out["c1"] == pytest.approx(150.0)
+    assert out["h1"] == pytest.approx(20.0 * 170 / 110)  # no hog finished: the overall ratio
+
+
+# --------------------------------------------------------------------------- in a run
+
+
+def test_a_run_prints_the_schedules_estimate_then_refines_it(tmp_path, monkeypatch):
+    """Three experiments on one job, a trainer that 'takes' 3x the estimate: the first figure
+    is the calibrated one, each finish line re-estimates what is left with the ratio."""
+    lab = config.load(ROOT / "experiments.toml")
+    names = ["raw-tanh-250", "raw-tanh-150", "raw-sigmoid-150"]
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(eta, "probe_cpu", lambda cores: (1.0, 0.0))
+    monkeypatch.setattr(runner, "cpu_count", lambda: 2)
+
+    def train(spec, dataset, **kw):
+        clock["t"] += 3 * runner.estimate_seconds(spec, estimator=eta.Estimator(threads=2))
+        r = engine.base_result(spec, status="ok", quick=False, cache_key="")
+        r["metrics"] = {"test_loss": 0.1, "test_accuracy": 0.9, "macro_f1": 0.9}
+        return r
+
+    out = io.StringIO()
+    runner.run(lab, tmp_path / "build", names=names, jobs=1, progress=out, load_dataset=lambda *a, **k: None,
+               train=train)
+    est = eta.Estimator(threads=2)
+    secs = sorted((est.seconds(lab.by_name(n)) for n in names), reverse=True)
+    text = out.getvalue()
+    assert f"estimated {runner.fmt_duration(est.startup_s() + sum(secs))}" in text
+    assert f"[2 left, about {runner.fmt_duration(3 * (secs[1] + secs[2]))}]" in text
+    assert f"[1 left, about {runner.fmt_duration(3 * secs[2])}]" in text
+
+
+def test_epoch_lines_carry_the_runs_time_left_from_the_running_experiments_own_speed(tmp_path, monkeypatch):
+    lab = config.load(ROOT / "experiments.toml")
+    names = ["raw-tanh-250", "raw-tanh-150"]
+    monkeypatch.setattr(eta, "probe_cpu", lambda cores: (1.0, 0.0))
+    monkeypatch.setattr(runner, "cpu_count", lambda: 2)
+    est = eta.Estimator(threads=2)
+
+    def train(spec, dataset, *, on_epoch, **kw):
+        if spec.name == "raw-tanh-250":  # 2 of 10 epochs done, at 3x the estimated speed
+            elapsed = 3 * est.seconds(spec) * 2 / 10
+            on_epoch(engine.EpochInfo(2, 10, 0.5, 0.8, 0.5, 0.8, elapsed / 2, elapsed))
+        r = engine.base_result(spec, status="ok", quick=False, cache_key="")
+        r["metrics"] = {"test_loss": 0.1, "test_accuracy": 0.9, "macro_f1": 0.9}
+        return r
+
+    out = io.StringIO()
+    runner.run(lab, tmp_path / "build", names=names, jobs=1, progress=out, load_dataset=lambda *a, **k: None,
+               train=train)
+    first, second = (est.seconds(lab.by_name(n)) for n in names)
+    expected = runner.fmt_duration(3 * first * 8 / 10 + 3 * second)
+    assert f"epoch 2/10  loss 0.5000  test 0.5000  acc 0.8000  ETA {runner.fmt_duration(3 * first * 8 / 10)}" \
+           f"  [run: about {expected} left]" in out.getvalue()
+
+
+def test_a_run_reads_the_previous_full_runs_in_build(tmp_path, monkeypatch):
+    from labreport.results import store
+
+    lab = config.load(ROOT / "experiments.toml")
+    spec = lab.by_name("raw-tanh-250")
+    store.write_result(tmp_path, stored(spec, epoch_s=2.5, threads=1))
+    store.write_result(tmp_path, stored(lab.by_name("raw-tanh-150"), epoch_s=9.0, threads=1, quick=True), quick=True)
+    monkeypatch.setattr(eta, "probe_cpu", lambda cores: (0.5, 2.0))
+    est = eta.for_run(lab, tmp_path, jobs=2, threads=(1, 1), cores=2)
+    assert (est.threads, est.share) == (1, 0.5)
+    assert est.epoch_s(spec) == (2.5, "previous runs")
+    assert est.epoch_s(lab.by_name("raw-tanh-150"))[1] == "calibration x previous runs of the family"
+    assert eta.for_run(lab, tmp_path, jobs=2, threads=None, cores=2).share == 1.0  # remote workers
