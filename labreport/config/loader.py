@@ -38,6 +38,7 @@ from labreport.config.spec import (
     OptimizerSpec,
     ReportMeta,
     Requirements,
+    group_seed,
 )
 from labreport.errors import ConfigError
 
@@ -215,9 +216,7 @@ OPTIMIZER_ARG_CHECKS: dict[str, Check] = {
 }
 REPORT_KEYS: dict[str, Check] = {
     "title": _str,
-    "authors": lambda v: ("expected an array of strings" if not isinstance(v, list) or not all(isinstance(a, str) for a in v)
-                          else f"{len(v)} authors; at most {MAX_AUTHORS}" if len(v) > MAX_AUTHORS
-                          else next(filter(None, map(_str, v)), None)),
+    "authors": lambda v: _authors(v),
     "course": _str,
     "group": _str,
     "date": _str,
@@ -231,7 +230,34 @@ REQUIREMENT_KEYS: dict[str, Check] = {
     "no_quick": _bool,
 }
 SWEEP_KEYS = ("from", "vary", "name", "comment")
-TOP_KEYS = ("report", "defaults", "experiment", "sweep", "requirements")
+# [grading] is the teacher's rubric: read and checked by `labreport grade --rubric` (grading/rubric.py).
+TOP_KEYS = ("report", "defaults", "experiment", "sweep", "requirements", "grading")
+
+
+def _authors(v: Any) -> str | None:
+    """authors = ["Ada", { name = "Alan", id = "a.turing@example.org" }]: names, optionally with an id."""
+    if not isinstance(v, list):
+        return f"expected an array of names or {{ name = ..., id = ... }} tables, got {_type_name(v)}"
+    if len(v) > MAX_AUTHORS:
+        return f"{len(v)} authors; at most {MAX_AUTHORS}"
+    for i, a in enumerate(v, 1):
+        if isinstance(a, str):
+            if _str(a):
+                return f"author {i}: {_str(a)}"
+            continue
+        if not isinstance(a, dict):
+            return f"author {i}: expected a string or a {{ name = ..., id = ... }} table, got {_type_name(a)}"
+        unknown = [k for k in a if k not in ("name", "id")]
+        if unknown:
+            return f"author {i}: unknown key {unknown[0]!r} (expected 'name' and 'id')" + _suggest(unknown[0], ("name", "id"))
+        if not isinstance(a.get("name"), str) or not a["name"].strip():
+            return f"author {i}: 'name' must be a non-empty string"
+        if "id" in a and not (isinstance(a["id"], str) or _is_int(a["id"])):
+            return f"author {i}: 'id' must be a string, got {_type_name(a['id'])}"
+        for key in ("name", "id"):
+            if isinstance(a.get(key), str) and _str(a[key]):
+                return f"author {i}: '{key}': {_str(a[key])}"
+    return None
 
 
 # --------------------------------------------------------------------------- line index
@@ -448,6 +474,10 @@ def _validate(data: dict, text: str, path: str, max_experiments: int | None) -> 
     requirements = _load_meta(data.get("requirements", {}), "requirements", REQUIREMENT_KEYS, Requirements,
                               "parts", errs, lines)
     defaults = _load_defaults(data.get("defaults", {}), errs, lines)
+    if "seed" not in defaults and report.group.strip():
+        # No seed anywhere: each group trains from its own seed (printed in every card), so
+        # independent runs of the same config differ; a teacher may assign one instead.
+        defaults["seed"] = group_seed(report.group)
 
     raw_experiments = data.get("experiment", [])
     if not isinstance(raw_experiments, list):
@@ -571,6 +601,10 @@ def _load_meta(table: Any, name: str, schema: dict[str, Check], cls: type, list_
     good = _check_table(table, schema, errs, _line_lookup(line, keys), f"[{name}]")
     if list_key in good:
         good[list_key] = tuple(good[list_key])
+    if cls is ReportMeta and "authors" in good:  # names for printing, ids for the LMS export
+        authors = good["authors"]
+        good["authors"] = tuple(a if isinstance(a, str) else a["name"] for a in authors)
+        good["author_ids"] = tuple("" if isinstance(a, str) else str(a.get("id", "")) for a in authors)
     return cls(**good)
 
 

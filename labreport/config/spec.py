@@ -156,6 +156,19 @@ class ReportMeta:
     course: str = ""
     group: str = ""
     date: str = ""  # empty -> the render date
+    # Parallel to ``authors``: each author's identifier for the LMS ("" when given as a plain
+    # string). Kept apart so everything that prints ``authors`` keeps reading plain names.
+    author_ids: tuple[str, ...] = ()
+
+
+def group_seed(group: str) -> int:
+    """The default seed of a group: stable, in [1, 2**31 - 1], different for different groups.
+
+    Two groups running the same config then train from different initial weights, so their
+    curves differ unless one copied the other (grade's copy detection relies on it).
+    """
+    digest = hashlib.sha256(group.strip().encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % (2**31 - 1) + 1
 
 
 @dataclass(frozen=True)
