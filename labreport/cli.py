@@ -133,8 +133,19 @@ def _parser(settings: dict | None = None) -> argparse.ArgumentParser:
 
     s = sub.add_parser("grade", help="a grading table (CSV + HTML) over many report PDFs")
     s.add_argument("inputs", nargs="+", metavar="DIR_OR_PDF", help="report PDFs, or folders searched for *.pdf")
-    s.add_argument("-o", "--output", default="build/grades", help="folder for grades.csv and grades.html"
-                   " (default: %(default)s)")
+    s.add_argument("-o", "--output", default="build/grades", help="folder for grades.csv, grades.html,"
+                   " overview.html and the LMS file (default: %(default)s)")
+    # --- grading a class (issue T): rubric, LMS export, isolation limits
+    s.add_argument("--rubric", metavar="FILE", help="a TOML file with a [grading] table (the teacher's"
+                   " experiments.toml or a rubric file; default: the lab's rubric, out of 20)")
+    s.add_argument("--lms", choices=("moodle", "csv"), help="also write one row per student for an LMS:"
+                   " moodle.csv (Moodle grade import) or students.csv")
+    s.add_argument("-j", "--jobs", type=int, default=None, help="submissions graded at once, each in its"
+                   " own process (default: the number of cores)")
+    s.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="seconds allowed per submission before it is stopped (default: %(default)s)")
+    s.add_argument("--memory", type=int, default=2048, metavar="MB",
+                   help="memory allowed per submission, in MiB (default: %(default)s)")
     return p
 
 
@@ -365,18 +376,32 @@ def cmd_verify(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    from labreport.grading import grade
+    from labreport.grading import grade, rubric
     from labreport.results import store
 
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir} is a file; -o/--output names the folder for {grade.CSV_NAME} and {grade.HTML_NAME}")
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    if not args.timeout > 0 or args.memory < 64:
+        raise UserError(f"--timeout must be > 0 and --memory >= 64 (MiB); got {args.timeout:g} and {args.memory}")
+    the_rubric = rubric.load(args.rubric) if args.rubric else rubric.DEFAULT  # bad rubric: exit 2 before grading
     store.output_folder(out_dir, option="-o")  # unwritable, or a path through a file: before grading
-    grades = grade.grade(args.inputs)
-    for line in grade.summary_lines(grades):
+    grades = grade.grade(args.inputs, jobs=args.jobs, timeout_s=args.timeout, memory_mb=args.memory)
+    classed = grade.assess(grades, the_rubric)
+    for line in grade.summary_lines(grades, classed):
         print(line)
-    csv_path, html_path = grade.write(grades, out_dir)
-    print(f"wrote {csv_path} and {html_path} ({len(grades)} submission{'s' * (len(grades) != 1)})")
+    paths = grade.write(grades, out_dir, classed, lms_format=args.lms)
+    if args.lms == "moodle":
+        rows, nobody = grade.students(classed)
+        no_id = [f"{r.name} ({r.group or r.file})" for r in rows if not r.student_id] + nobody
+        if no_id:  # Moodle matches rows by identifier: these students would get no grade
+            print(f"warning: {len(no_id)} student(s) without an id are not in moodle.csv: {'; '.join(no_id[:10])}"
+                  + (" ..." if len(no_id) > 10 else "") + " (give authors as { name = ..., id = ... })",
+                  file=sys.stderr)
+    print(f"wrote {', '.join(str(p) for p in paths[:-1])} and {paths[-1]}"
+          f" ({len(grades)} submission{'s' * (len(grades) != 1)})")
     return 0
 
 
