@@ -104,8 +104,12 @@ def make_pdf(tmp: Path, name: str, *, group: str, quick: bool = False, failed: t
     lab = config.load(tmp / f"{name}.toml")
     build = tmp / "build"
     results = {}
-    for spec in lab.experiments:
-        result = make_result(spec, status="failed" if spec.name in failed else "ok", quick=quick)
+    for k, spec in enumerate(lab.experiments):
+        # Each group its own training: another seed of the fixture and its own run times (the
+        # fixture's are the same for every result, which the copy detector would rightly flag).
+        result = make_result(spec, seed=spec.seed, status="failed" if spec.name in failed else "ok", quick=quick)
+        result["started_at"] = f"2026-03-{1 + spec.seed % 27:02d}T10:{k:02d}:00+00:00"
+        result["finished_at"] = f"2026-03-{1 + spec.seed % 27:02d}T10:{k:02d}:30+00:00"
         if quick and result["confusion"]:
             # A real smoke run's confusion matrix counts its test subsample; the fixture's counts 10,000.
             result["data"]["n_test"] = sum(map(sum, result["confusion"]))
@@ -168,7 +172,8 @@ def test_one_row_per_file_in_order_and_bad_files_do_not_stop_the_others(pile, gr
     assert graded["order"] == [str(subs / "group7" / "report.pdf"), str(subs / "group8" / "report.pdf"),
                                str(subs / "notes.pdf"), str(subs / "tampered.pdf"), str(subs / "truncated.pdf"),
                                str(pile["readme"]), str(pile["empty"]), str(tmp / "missing.pdf")]
-    assert sorted(p.name for p in graded["out"].iterdir()) == ["grades.csv", "grades.html"]  # no temp files left
+    assert sorted(p.name for p in graded["out"].iterdir()) == ["grades.csv", "grades.html", "overview-figures",
+                                                               "overview.html"]  # no temp files left
 
 
 def test_a_complete_verified_submission(pile, graded):
@@ -234,20 +239,27 @@ def test_terminal_summary_and_html(pile, graded):
     subs = pile["subs"]
     lines = graded["stdout"].splitlines()
     assert lines[:5] == [
-        f"VERIFIED     {subs / 'group7' / 'report.pdf'}: requirements 13 of 13",
-        f"VERIFIED     {subs / 'group8' / 'report.pdf'}: requirements 7 of 12, quick runs",
+        f"VERIFIED     {subs / 'group7' / 'report.pdf'}: requirements 13 of 13, total 0.00",
+        f"VERIFIED     {subs / 'group8' / 'report.pdf'}: requirements 7 of 12, quick runs, total 5.50",
         f"UNREADABLE   {subs / 'notes.pdf'}: not a PDF file",
         lines[3],
         lines[4],
     ]
     n = graded["rows"][str(subs / "tampered.pdf")]["mismatches"]
-    assert lines[3] == f"NOT VERIFIED ({n}) {subs / 'tampered.pdf'}: requirements 13 of 13, parameter counts WRONG"
-    assert lines[-1] == f"wrote {graded['out'] / 'grades.csv'} and {graded['out'] / 'grades.html'} (8 submissions)"
+    assert lines[3] == (f"NOT VERIFIED ({n}) {subs / 'tampered.pdf'}: requirements 13 of 13, parameter counts WRONG,"
+                        " total 0.00")
+    # The tampered file is group 7's report with two numbers edited: the same runs, so a copy.
+    assert lines[8].startswith(f"COPY         Group 7 ({subs / 'group7' / 'report.pdf'}) and Group 7"
+                               f" ({subs / 'tampered.pdf'}): copy: ")
+    out = graded["out"]
+    assert lines[-1] == (f"wrote {out / 'grades.csv'}, {out / 'grades.html'} and {out / 'overview.html'}"
+                         " (8 submissions)")
     page = (graded["out"] / "grades.html").read_text(encoding="utf-8")
     assert page.count('<td class="VERIFIED">') == 2
     assert page.count('<td class="NOT-VERIFIED">') == 1
     assert page.count('<td class="UNREADABLE">') == 5
-    assert "<p>8 submissions, 2 verified.</p>" in page
+    assert ('<p>8 submissions, 2 verified. Rubric: the default rubric; 1 pair flagged as copies.'
+            ' <a href="overview.html">Class overview</a>.</p>') in page
     assert "`make report` without QUICK" in page and "<script" not in page
 
 
@@ -255,3 +267,31 @@ def test_grade_output_must_be_a_folder(pile, capsys):
     assert cli.main(["grade", str(pile["readme"]), "-o", str(pile["readme"])]) == 2
     assert capsys.readouterr().err == (f"labreport: {pile['readme']} is a file; -o/--output names the folder for"
                                        " grades.csv and grades.html\n")
+
+
+def test_rubric_columns_show_how_the_default_rubric_scored_group_8(pile, graded):
+    """Default rubric (README): 3 variants needed, this lab declares 2 per part -> no variant points."""
+    row = graded["rows"][str(pile["subs"] / "group8" / "report.pdf")]
+    scored = {k: row[k] for k in ("variants raw (/2)", "chosen raw (/0.5)", "chosen fashion (/0.5)", "q1 (/1)",
+                                  "q2 (/2)", "verified (/4)", "penalty failed (-0.5)", "penalty stale (-0.5)",
+                                  "penalty quick (-5)", "penalty copy (-20)", "total", "out of")}
+    assert scored == {"variants raw (/2)": "0", "chosen raw (/0.5)": "0.5", "chosen fashion (/0.5)": "0",
+                      "q1 (/1)": "1", "q2 (/2)": "2", "verified (/4)": "4", "penalty failed (-0.5)": "-0.5",
+                      "penalty stale (-0.5)": "-0.5", "penalty quick (-5)": "-5", "penalty copy (-20)": "0",
+                      "total": "5.50", "out of": "20"}
+    assert row["arithmetic"] == "0.5 + 0.5 + 0.5 + 1 + 2 + 1 + 2 + 4 - 0.5 - 0.5 - 5 = 5.5 of 20 -> 5.50 / 20"
+    assert row["copies"] == "" and row["seeds"] != ""
+    page = (graded["out"] / "grades.html").read_text(encoding="utf-8")
+    assert "<small>2 trained variants, 3 needed</small>" in page and "<small>smoke runs (--quick)</small>" in page
+
+
+def test_the_tampered_copy_is_flagged_with_its_evidence(pile, graded):
+    rows, subs = graded["rows"], pile["subs"]
+    good, tampered = rows[str(subs / "group7" / "report.pdf")], rows[str(subs / "tampered.pdf")]
+    assert good["copies"] == f"Group 7 ({subs / 'tampered.pdf'})"
+    assert tampered["copies"] == f"Group 7 ({subs / 'group7' / 'report.pdf'})"
+    assert good["penalty copy (-20)"] == "-20" and good["total"] == "0.00"
+    overview = (graded["out"] / "overview.html").read_text(encoding="utf-8")
+    assert "<li>cnn-4: identical 4-epoch test-loss curve (and 3 more curves), identical confusion matrix," \
+           " the same training start and end time, the same wall time to the millisecond" in overview
+    assert "<li>and 4 more experiments alike</li>" in overview  # 8 experiments, 4 spelled out

@@ -4,20 +4,23 @@ Each submission is reduced to a ``Fingerprint`` (in the process that graded it):
 experiment, a hash of each per-epoch curve, of the confusion matrix, the run's timestamps
 and wall time, its seed and the hash of its training settings; the hashes of the comments,
 the config, the results.json and the PDF file. Two independent trainings never produce
-the same 17-digit loss curve, the same confusion matrix of a non-trivial model, or the same
-start time to the microsecond -- unless they trained the same settings with the same seed
-on the same software, which is why the seed is part of the verdict:
+the same 17-digit loss curve or the same confusion matrix of a non-trivial model -- unless
+they trained the same settings with the same seed on the same software, which is why the
+seed is part of the verdict. Timestamps have one-second resolution and wall times one
+millisecond: in a class that starts together, either alone coincides now and then, both
+together do not.
 
-- ``copy``: the same PDF or results.json bytes; the same run timestamps or wall time; or the
-  same curve / confusion matrix although the seeds or settings differ (impossible for two
-  real trainings).
-- ``same seed``: the same measurements, same settings and seed, but different timestamps:
-  either two deterministic independent runs or a copy whose timestamps were edited. Shown,
-  not penalised.
+- ``copy``: the same PDF or results.json bytes; the same curve or confusion matrix although
+  the seeds or settings differ (impossible for two real trainings); or the same start time,
+  end time and wall time of a run.
+- ``note``: the same measurements from the same settings and seed, at different times:
+  two deterministic independent runs, or a copy whose timestamps were edited. Shown, not
+  penalised.
 
-Identical configs or comments alone are normal (the default lab) and never flag a pair:
-they are only listed as supporting evidence of a pair flagged for its measurements.
-Comparison goes through an index (evidence -> submissions), not every pair of files.
+A lone timing coincidence is not reported. Identical configs or comments alone are normal
+(the default lab) and never flag a pair: they are listed as supporting evidence of a pair
+flagged for its measurements. Comparison goes through an index (evidence -> submissions),
+not every pair of files.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-COPY, SAME_SEED = "copy", "same seed"
+COPY, NOTE = "copy", "note"
 CURVE_LABELS = {"val_loss": "test-loss", "loss": "training-loss", "val_accuracy": "test-accuracy",
                 "accuracy": "training-accuracy"}
 
@@ -119,7 +122,7 @@ class Pair:
 
     a: int
     b: int
-    verdict: str  # COPY | SAME_SEED
+    verdict: str  # COPY | NOTE
     evidence: tuple[str, ...]  # "raw-tanh-250: identical 150-epoch test-loss curve (seeds 3 and 9)"
 
     def sentence(self, labels: Sequence[str]) -> str:
@@ -161,50 +164,51 @@ def compare(prints: Sequence[Fingerprint | None]) -> list[Pair]:
 
     pairs = []
     for key in sorted(set(files) | set(shared)):
-        lines, strong = [], False
+        lines, level = [], 0
         if "pdf" in files[key]:
             lines.append("the same PDF file, byte for byte")
-            strong = True
+            level = 2
         elif "results" in files[key]:
             lines.append("the same results.json, byte for byte")
-            strong = True
+            level = 2
         runs = sorted(shared[key].items(), key=lambda kv: (kv[0][0].experiment, kv[0][1].experiment))
-        described = [_describe(ra, rb, tokens) for (ra, rb), tokens in runs]
-        strong = strong or any(s for _, s in described)
-        listed = [text for text, _ in described]
+        described = [d for d in (_describe(ra, rb, tokens) for (ra, rb), tokens in runs) if d[1]]
+        level = max([level] + [lv for _, lv in described])
+        if not level:
+            continue  # only lone timing coincidences
+        listed = [text for text, lv in sorted(described, key=lambda d: -d[1])]
         if len(listed) > MAX_LISTED:
             listed = listed[:MAX_LISTED] + [f"and {len(listed) - MAX_LISTED} more experiments alike"]
         support = _supporting(prints[key[0]], prints[key[1]])
-        pairs.append(Pair(key[0], key[1], COPY if strong else SAME_SEED, tuple(lines + listed) + support))
+        pairs.append(Pair(key[0], key[1], COPY if level == 2 else NOTE, tuple(lines + listed) + support))
     pairs.sort(key=lambda p: (p.verdict != COPY, p.a, p.b))
     return pairs
 
 
-def _describe(ra: RunPrint, rb: RunPrint, tokens: list[tuple]) -> tuple[str, bool]:
-    """One experiment pair's shared facts as a sentence, and whether they prove a copy."""
+def _describe(ra: RunPrint, rb: RunPrint, tokens: list[tuple]) -> tuple[str, int]:
+    """One experiment pair's shared facts as a sentence, and their weight: 2 copy, 1 note, 0 nothing."""
     names = ra.experiment if ra.experiment == rb.experiment else f"{ra.experiment} / {rb.experiment}"
     kinds = {t[0] for t in tokens}
     facts = []
     curves = sorted((t for t in tokens if t[0] == "curve"), key=lambda t: list(CURVE_LABELS).index(t[1]))
     if curves:
-        n = curves[0][2]
-        facts.append(f"identical {n}-epoch {CURVE_LABELS[curves[0][1]]} curve"
+        facts.append(f"identical {curves[0][2]}-epoch {CURVE_LABELS[curves[0][1]]} curve"
                      + (f" (and {len(curves) - 1} more curves)" if len(curves) > 1 else ""))
     if "confusion" in kinds:
         facts.append("identical confusion matrix")
     if "timestamps" in kinds:
         facts.append("the same training start and end time")
     if "duration" in kinds:
-        facts.append(f"the same wall time to the last digit ({ra.duration} s)")
+        facts.append(f"the same wall time to the millisecond ({ra.duration} s)")
+    measured = bool(kinds & {"curve", "confusion"})
     same_seed = ra.seed == rb.seed and ra.settings == rb.settings
-    # Identical measurements are legitimate only for the same settings and seed; identical
-    # timestamps or wall times never are.
-    strong = bool(kinds & {"timestamps", "duration"}) or not same_seed
+    timed = {"timestamps", "duration"} <= kinds
+    level = 2 if timed or (measured and not same_seed) else 1 if measured else 0
     note = ""
-    if kinds & {"curve", "confusion"}:
+    if measured:
         note = (" (same settings and seed)" if same_seed else
                 f" (seeds {ra.seed} and {rb.seed})" if ra.seed != rb.seed else " (different settings)")
-    return f"{names}: " + ", ".join(facts) + note, strong
+    return f"{names}: " + ", ".join(facts) + note, level
 
 
 def _supporting(a: Fingerprint | None, b: Fingerprint | None) -> tuple[str, ...]:
