@@ -137,7 +137,7 @@ def from_table(table: Any, source: str) -> Rubric:
         else:
             findings = _amounts(kinds, "grading.penalties.findings", None, err)
     penalties = _amounts(raw_penalties, "grading.penalties", PENALTY_KEYS, err)
-    if not points:
+    if not points and not table.get("points"):
         err("grading.points", "no points: give at least one of " + ", ".join(POINT_KEYS))
     if errors:
         raise RubricError("\n".join(errors))
