@@ -311,7 +311,7 @@ vary = { dropout = [0.2, 1.5] }
         "experiments.toml:10:11: TOML syntax error: Cannot overwrite a value",
     ]),
     ("report and requirements types", "[report]\nauthors = 'me'\n[requirements]\nmin_variants_per_part = 0\n" + BASE, [
-        "experiments.toml:2: [report]: key 'authors': expected an array of strings",
+        "experiments.toml:2: [report]: key 'authors': expected an array of names or { name = ..., id = ... } tables, got a string",
         "experiments.toml:4: [requirements]: key 'min_variants_per_part': must be >= 1, got 0",
     ]),
 ]
