@@ -388,7 +388,14 @@ def cmd_grade(args) -> int:
         raise UserError(f"--timeout must be > 0 and --memory >= 64 (MiB); got {args.timeout:g} and {args.memory}")
     the_rubric = rubric.load(args.rubric) if args.rubric else rubric.DEFAULT  # bad rubric: exit 2 before grading
     store.output_folder(out_dir, option="-o")  # unwritable, or a path through a file: before grading
-    grades = grade.grade(args.inputs, jobs=args.jobs, timeout_s=args.timeout, memory_mb=args.memory)
+    files = grade.collect(args.inputs)
+    finished = []
+
+    def progress(g) -> None:  # grading a class takes minutes: say what is done (stderr: stdout is the table)
+        finished.append(g)
+        print(f"[{len(finished)}/{len(files)}] {g.verification:<12} {g.file}", file=sys.stderr, flush=True)
+
+    grades = grade.grade(files, jobs=args.jobs, timeout_s=args.timeout, memory_mb=args.memory, on_done=progress)
     classed = grade.assess(grades, the_rubric)
     for line in grade.summary_lines(grades, classed):
         print(line)

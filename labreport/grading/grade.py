@@ -16,6 +16,7 @@ export (``lms``) -- all written atomically, always, whatever the submissions hel
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 import tempfile
@@ -117,13 +118,7 @@ def grade_file(path: Path) -> Grade:
     g = grade_submission(sub)
     fp = copies.fingerprint(sub.toml_text, sub.results, None, path.read_bytes(),
                             [(s.name, s.comment) for s in sub.config.experiments])
-    return _replace(g, fingerprint=fp)
-
-
-def _replace(g: Grade, **changes) -> Grade:
-    import dataclasses
-
-    return dataclasses.replace(g, **changes)
+    return dataclasses.replace(g, fingerprint=fp)
 
 
 def finding_kind(f: verify.Finding) -> str:
