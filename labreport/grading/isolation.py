@@ -145,7 +145,24 @@ def run_each(items: Sequence[Any], work: Callable[[Any], Any], *, jobs: int = 2,
             proc.kill()
             proc.join()
             conn.close()
+        _stop_server(ctx)
     return outcomes
+
+
+def _stop_server(ctx) -> None:
+    """Stop the fork server now rather than a moment after we exit (it would outlive the command)."""
+    if ctx.get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver, resource_tracker
+
+    # CPython's own stoppers (used by its tests); the resource tracker comes with the server.
+    for server in (forkserver._forkserver, resource_tracker._resource_tracker):
+        stop = getattr(server, "_stop", None)
+        if stop is not None:
+            try:
+                stop()
+            except OSError:
+                pass
 
 
 def default_jobs() -> int:

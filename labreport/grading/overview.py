@@ -47,6 +47,8 @@ class PartSummary:
         v = self.variant_counts
         if not v:
             return "no submission"
+        if min(v) == max(v):
+            return f"{v[0]} trained variant{'s' * (v[0] != 1)} in every submission"
         return f"{min(v)} to {max(v)} trained variants per submission (median {statistics.median(v):g})"
 
 
@@ -123,10 +125,11 @@ def draw(summary: dict[str, Any], out_dir: Path) -> dict[str, str]:
         out["grades"] = rel
     for ps in summary["parts"]:
         if ps.accuracies:
-            lo = max(0.0, min(ps.accuracies) - 0.02) * 100
+            # The class's spread, one point either side: the default lab lives within a few points.
+            lo, hi = max(0.0, 100 * min(ps.accuracies) - 1), min(100.0, 100 * max(ps.accuracies) + 1)
             rel = f"{FIGURE_DIR}/best-accuracy-{ps.part}.png"
             store.write_bytes_atomic(out_dir / rel, _histogram([100 * a for a in ps.accuracies],
-                                                               xlabel="best test accuracy (%)", lo=lo, hi=100))
+                                                               xlabel="best test accuracy (%)", lo=lo, hi=hi))
             out[ps.part] = rel
     fig_dir.mkdir(parents=True, exist_ok=True)
     for stale in fig_dir.glob("*.png"):  # a figure of an earlier class would be a broken promise
