@@ -216,7 +216,9 @@ def foreign_entries(build: Path) -> list[str]:
 SIGNATURE_NAMES = frozenset({".lock", "runs", "quick", "results.json", "report.html", ".report.pdf.stamp"})
 # Folders with common names count only when they hold nothing but labreport's own files.
 _SIGNATURE_CONTENT = {"data": re.compile(r"^(mnist|fashion)\.npz$"),  # `labreport data`
-                      "grades": re.compile(r"^grades\.(csv|html)$")}  # `labreport grade` (-o build/grades)
+                      # `labreport grade` (-o build/grades): the table, the class overview, the LMS files
+                      "grades": re.compile(r"^(grades\.(csv|html)|overview\.html|overview-figures|moodle\.csv"
+                                           r"|students\.csv)$")}
 
 
 def _looks_like_ours(build: Path) -> bool:
