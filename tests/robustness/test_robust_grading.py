@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+import re
 import time
 import zlib
 from pathlib import Path
@@ -128,28 +128,23 @@ def test_the_real_submission_is_graded_as_usual(graded):
     assert (row["verification"], row["requirements met"], row["group"]) == ("VERIFIED", "12 of 12", "Group 7")
 
 
-@pytest.mark.parametrize("name, verification, why", [
-    ("busy.pdf", "UNREADABLE", f"not graded: took longer than the limit of {TIMEOUT_S} s; stopped"),
-    ("deep-json.pdf", "UNREADABLE", "not graded: nested too deeply to read (RecursionError: "),
-    ("deep-toml.pdf", "UNREADABLE", "not graded: nested too deeply to read (RecursionError: "),
-    ("huge-int-json.pdf", "UNREADABLE", "the attached results.json is not valid JSON (Exceeds the limit"),
-    ("huge-int-toml.pdf", "UNREADABLE", "the attached g7.toml is invalid:"),
-    ("not-a-pdf.pdf", "UNREADABLE", "not a PDF file"),
+# The bounded attachment reader (grading/attachments.py) refuses most of these itself with its
+# own words; the isolation is the backstop for what gets past it (the busy parser here). The
+# rows are checked for the fact they must state, not for the reader's exact wording.
+@pytest.mark.parametrize("name, why", [
+    ("busy.pdf", f"^not graded: took longer than the limit of {TIMEOUT_S} s; stopped$"),
+    ("deep-json.pdf", r"results\.json.*(deep|nest|Recursion)"),
+    ("deep-toml.pdf", r"g7\.toml.*(deep|nest|Recursion)"),
+    ("huge-int-json.pdf", r"results\.json.*(digits|integer)"),
+    ("huge-int-toml.pdf", r"g7\.toml.*(digits|epochs)"),
+    ("long-name.pdf", r"(characters|long|not graded)"),
+    ("not-a-pdf.pdf", "^not a PDF file$"),
 ])
-def test_each_hostile_file_has_a_row_that_says_why(graded, name, verification, why):
+def test_each_hostile_file_has_a_row_that_says_why(graded, name, why):
     row = graded["rows"][name]
-    assert row["verification"] == verification
-    assert row["problems"].startswith(why), row["problems"]
-    assert row["total"] == "0.00"
-
-
-def test_a_very_long_experiment_name_costs_one_row(graded):
-    row = graded["rows"]["long-name.pdf"]
-    # Graded (the name is legal) or stopped by a limit: either way a row, and the others are graded.
-    assert row["verification"] in ("NOT VERIFIED", "UNREADABLE")
-    if row["verification"] == "UNREADABLE":
-        assert row["problems"].startswith("not graded: "), row["problems"]
-    assert len(row["problems"]) < 1_000_000
+    assert row["verification"] == "UNREADABLE"
+    assert re.search(why, row["problems"], re.S), row["problems"]
+    assert row["total"] == "0.00" and row["title"] == ""
 
 
 def test_formula_cells_are_neutralised(graded):
@@ -164,7 +159,7 @@ def test_formula_cells_are_neutralised(graded):
 
 
 def test_memory_hungry_files_are_stopped_by_a_limit(hostile, tmp_path):
-    """A decompression bomb (pypdf's own cap stops it) and a results.json of 8 million floats,
+    """A decompression bomb (the attachment reader caps it) and a results.json of 8 million floats,
     which needs ~300 MB once parsed: over the 200 MiB given, a MemoryError in its own process."""
     good = hostile["subs"] / "a-good.pdf"
     bomb = bomb_pdf(good, tmp_path / "bomb.pdf")
@@ -175,6 +170,6 @@ def test_memory_hungry_files_are_stopped_by_a_limit(hostile, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     rows = {Path(r["file"]).name: r for r in csv.DictReader(io.StringIO((tmp_path / "out" / "grades.csv").read_text()))}
     assert rows["bomb.pdf"]["verification"] == "UNREADABLE"
-    assert "LimitReachedError" in rows["bomb.pdf"]["problems"]
+    assert re.search(r"(decompress|LimitReachedError|memory)", rows["bomb.pdf"]["problems"]), rows["bomb.pdf"]
     assert rows["floats.pdf"]["problems"] == "not graded: needed more than the memory limit (200 MiB)"
     assert rows["a-good.pdf"]["verification"] == "VERIFIED"
