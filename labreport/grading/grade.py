@@ -31,6 +31,9 @@ from labreport.grading import verify
 from labreport.config.spec import PARTS
 
 VERIFIED, NOT_VERIFIED, UNREADABLE = "VERIFIED", "NOT VERIFIED", "UNREADABLE"
+# What grading a PDF imports (results.metrics loads scikit-learn, ~280 MB of address space):
+# loaded once by the isolation's fork server rather than by every submission's process.
+PRELOAD = ("labreport.grading.grade", "sklearn.metrics")
 CSV_NAME, HTML_NAME = "grades.csv", "grades.html"
 
 
@@ -208,7 +211,7 @@ def grade(inputs: Iterable[str | Path], *, jobs: int | None = None, timeout_s: f
             on_done(outcome if isinstance(outcome, Grade) else _failed_row(paths[i], outcome))
 
     outcomes = isolation.run_each(paths, grade_file, jobs=jobs or isolation.default_jobs(), timeout_s=timeout_s,
-                                  memory_mb=memory_mb, on_done=done)
+                                  memory_mb=memory_mb, preload=PRELOAD, on_done=done)
     return [o if isinstance(o, Grade) else _failed_row(p, o) for p, o in zip(paths, outcomes)]
 
 

@@ -24,7 +24,6 @@ from multiprocessing.connection import wait
 from typing import Any, Callable, Sequence
 
 TIMEOUT, MEMORY, CRASHED = "timeout", "memory", "crashed"
-PRELOAD = ["labreport.grading.grade"]
 
 
 @dataclass(frozen=True)
@@ -78,22 +77,25 @@ def _child(conn, work: Callable[[Any], Any], item: Any, memory_bytes: int) -> No
         conn.close()
 
 
-def _context():
+def _context(preload: Sequence[str]):
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(PRELOAD)
+        ctx.set_forkserver_preload(list(preload))
     return ctx
 
 
 def run_each(items: Sequence[Any], work: Callable[[Any], Any], *, jobs: int = 2, timeout_s: float = 120.0,
-             memory_mb: int = 2048, on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
+             memory_mb: int = 2048, preload: Sequence[str] = (),
+             on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
     """``work(item)`` for every item, each in its own process; a result or a Failure per item, in order.
 
-    ``work`` must be a module-level function (it is pickled to the child).
+    ``work`` must be a module-level function (it is pickled to the child). ``preload``: modules
+    every job imports anyway, imported once by the server: shared by the children, neither
+    paid per item nor counted in an item's memory limit.
     ``on_done(index, outcome)`` is called as items finish (for progress lines).
     """
-    ctx = _context()
+    ctx = _context(preload)
     jobs = max(1, jobs)
     memory_bytes = int(memory_mb) * 2**20
     outcomes: list[Any] = [None] * len(items)

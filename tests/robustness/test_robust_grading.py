@@ -172,4 +172,4 @@ def test_memory_hungry_files_are_stopped_by_a_limit(hostile, tmp_path):
     assert rows["bomb.pdf"]["verification"] == "UNREADABLE"
     assert re.search(r"(decompress|LimitReachedError|memory)", rows["bomb.pdf"]["problems"]), rows["bomb.pdf"]
     assert rows["floats.pdf"]["problems"] == "not graded: needed more than the memory limit (200 MiB)"
-    assert rows["a-good.pdf"]["verification"] == "VERIFIED"
+    assert rows["a-good.pdf"]["verification"] == "VERIFIED", rows["a-good.pdf"]["problems"]
