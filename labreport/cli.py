@@ -10,6 +10,7 @@ Exit status: 0 ok, 1 a run or render failed, 2 bad input (config, arguments, dat
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import fnmatch
 import os
@@ -150,13 +151,20 @@ def _parser(settings: dict | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given and not given[0].startswith("-") and given[0] not in COMMANDS:
+        # argparse lists the choices but does not guess; a typo deserves the likely command.
+        guess = difflib.get_close_matches(given[0], COMMANDS, n=1)
+        hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+        print(f"labreport: unknown command {given[0]!r}{hint}; commands: {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return EXIT_USAGE
     settings, env_problems = env.read()  # before parsing: the variables give the options' defaults
     args = _parser(settings).parse_args(argv)
     bad = [env_problems[name] for name in ENV_USED_BY[args.command] if name in env_problems]
     if bad:  # only the variables this command reads: a bad LABREPORT_JOBS does not stop `list`
         print(f"labreport: {bad[0]}", file=sys.stderr)
         return EXIT_USAGE
-    given = sys.argv[1:] if argv is None else argv
     explicit = any(a in ("-b", "--build") or a.startswith(("-b", "--build=")) for a in given)
     # Messages about the build folder name where it came from.
     args.build_option = "LABREPORT_BUILD" if "LABREPORT_BUILD" in settings and not explicit else "-b"

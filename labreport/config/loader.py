@@ -350,7 +350,10 @@ def load(path: str | Path, *, max_experiments: int | None = None) -> LabConfig:
         with open(path, "rb") as f:
             data = f.read(MAX_CONFIG_BYTES + 1)  # never more: a huge or endless file (/dev/zero) is refused
     except FileNotFoundError:
-        raise ConfigError([f"{label}: no such file"]) from None
+        hint = ""
+        if not path.is_absolute():  # the newcomer's case: a command run from another folder
+            hint = f" in {Path.cwd()} (run labreport from the project folder, or pass -c PATH)"
+        raise ConfigError([f"{label}: no such file{hint}"]) from None
     except OSError as e:
         raise ConfigError([f"{label}: cannot read: {e.strerror or e}"]) from None
     if len(data) > MAX_CONFIG_BYTES:

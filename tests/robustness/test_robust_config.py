@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from robust_helpers import MINIMAL_TOML, cli, snapshot
+from robust_helpers import MINIMAL_TOML, cli, isolated_env, snapshot
 
 BASE = MINIMAL_TOML  # lines 1-10; [[experiment]] 'raw-1' is declared at line 4
 
@@ -137,7 +137,37 @@ def test_config_that_is_not_utf8(project):
 
 
 def test_missing_config_file(project):
-    refuses(project, None, ["nope.toml: no such file"], config_name="nope.toml")
+    where = project.resolve()
+    refuses(project, None, [f"nope.toml: no such file in {where} (run labreport from the project folder,"
+                            " or pass -c PATH)"], config_name="nope.toml")
+
+
+def test_command_run_from_another_folder_says_where_it_looked(project, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = isolated_env(tmp_path)  # its HOME-like folders live in tmp_path, not where the user is
+    out = cli("list", cwd=elsewhere, env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines()[0] == (f"experiments.toml: no such file in {elsewhere.resolve()}"
+                                          " (run labreport from the project folder, or pass -c PATH)")
+    assert list(elsewhere.iterdir()) == []  # nothing created where the user happened to be
+
+
+@pytest.mark.parametrize("typo,guess", [("lsit", "list"), ("verfy", "verify"), ("reprot", "report")])
+def test_misspelled_command_gets_the_likely_one(project, typo, guess):
+    before = snapshot(project / "build")
+    out = cli(typo, cwd=project)
+    assert out.returncode == 2 and out.stdout == "" and "Traceback" not in out.stderr
+    first = out.stderr.splitlines()[0]
+    assert first.startswith(f"labreport: unknown command {typo!r} (did you mean {guess!r}?); commands: list,")
+    assert snapshot(project / "build") == before
+
+
+def test_unknown_command_without_a_close_one_lists_the_commands(project):
+    out = cli("frobnicate", cwd=project)
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == ["labreport: unknown command 'frobnicate'; commands: list, validate, data, run,"
+                                       " status, render, report, check, export, clean, verify, grade"]
 
 
 def test_line_numbers_ignore_key_lookalikes_inside_multiline_strings(project):
