@@ -24,7 +24,6 @@ Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time

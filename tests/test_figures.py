@@ -97,8 +97,8 @@ def test_parallel_drawing_matches_serial_names(tmp_path, lab):
     assert all(_png(r.path) for r in refs)
 
 
-def test_figures_and_commentary_do_not_import_tensorflow():
-    code = ("import sys; import labreport.report.figures, labreport.report.commentary, labreport.report.render; "
+def test_figures_and_report_model_do_not_import_tensorflow():
+    code = ("import sys; import labreport.report.figures, labreport.report.model, labreport.report.render; "
             "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -22,7 +22,8 @@ import pytest
 from fixtures.synthetic import write_results
 from labreport import config
 from labreport.errors import UnknownExperiment
-from labreport.report import commentary
+from labreport.report.parts import part_summary
+from labreport.results.run import Run
 from labreport.results import frame, store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +43,9 @@ def test_one_row_per_experiment_with_the_reports_numbers(lab_build):
     table = frame.load_results(lab, build)
     assert list(table["name"]) == [s.name for s in lab.experiments]
     assert list(table.index) == list(table["name"])
-    runs = [commentary.Run(s, store.read_result(build, s.name)) for s in lab.experiments]
+    runs = [Run(s, store.read_result(build, s.name)) for s in lab.experiments]
     printed = {row.name: row for part in ("raw", "hog", "cnn", "fashion")
-               for row in commentary.part_summary(part, runs).rows}
+               for row in part_summary(part, runs).rows}
     for name, row in table.iterrows():
         part_row = printed[name]
         assert row["status"] == part_row.status

@@ -20,7 +20,7 @@ import pytest
 
 from fixtures.synthetic import make_result, write_fake_data
 from labreport import cli
-from labreport.report import commentary
+from labreport.report.claims import pct
 from labreport import config
 from labreport.report import render
 from labreport.results import store
@@ -166,7 +166,7 @@ def graded(pile):
 def best(results: dict[str, dict], part: str) -> tuple[str, str]:
     ok = [r for r in results.values() if r["part"] == part and r["status"] == "ok"]
     top = min(ok, key=lambda r: (-r["metrics"]["test_accuracy"], r["metrics"]["test_loss"], r["name"]))
-    return commentary.pct(top["metrics"]["test_accuracy"]), top["name"]
+    return pct(top["metrics"]["test_accuracy"]), top["name"]
 
 
 def test_one_row_per_file_in_order_and_bad_files_do_not_stop_the_others(pile, graded):

@@ -12,12 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from fixtures.synthetic import make_result
 from labreport import config
 from labreport.grading import checks
-from labreport.report import commentary, render
+from labreport.report import render
+from labreport.results.run import Run
 from labreport.results import staleness, store
 from labreport.results.layout import BuildLayout
 from labreport.train import runner
@@ -147,7 +147,7 @@ def test_run_check_grade_and_the_report_agree(tmp_path):
     assert {e.spec.name: e.status for e in runner.plan(lab, build, quick=False)} == decided
     check = next(c for c in checks.evaluate(lab, build) if c.rule.startswith("every experiment"))
     assert (check.ok, check.detail) == (False, "not run or out of date: mlp-a")
-    runs = [commentary.Run(s, store.read_result(build, s.name)) for s in lab.experiments]
+    runs = [Run(s, store.read_result(build, s.name)) for s in lab.experiments]
     document = render.results_document(lab, runs, quick=False)
     assert {e["name"]: e["stale"] for e in document["experiments"]} == {"mlp-a": True, "mlp-b": False}
 
@@ -156,7 +156,7 @@ def test_the_report_marks_an_engine_version_change_out_of_date(tmp_path):
     """Before: render compared the spec alone, so a result of an older engine looked current."""
     lab = write_lab(tmp_path)
     spec = lab.by_name("mlp-a")
-    document = render.results_document(lab, [commentary.Run(spec, made_by_engine_0(spec))], quick=False)
+    document = render.results_document(lab, [Run(spec, made_by_engine_0(spec))], quick=False)
     assert document["experiments"][0]["stale"] is True
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from labreport.grading import checks, copies, isolation, lms, rubric
-from labreport.report import commentary
+from labreport.report.claims import pct
+from labreport.results.run import Run, best_run
 from labreport.results import staleness, store
 from labreport.grading import verify
 from labreport.config.spec import PARTS
@@ -152,7 +153,7 @@ def grade_submission(sub: verify.Submission) -> Grade:
         questions=tuple(q for q in checks.QUESTION_IDS if q in anchors),
         stale=tuple(name for name, st in fresh.items() if st != "fresh"),
         seeds=tuple(sorted({s.seed for s in sub.config.experiments})),
-        variants=tuple((r.spec.part, commentary.short_model(r.spec)) for r in runs
+        variants=tuple((r.spec.part, r.spec.summary) for r in runs
                        if r.status == "ok" and fresh[r.name] == "fresh"),
         errors=tuple((r.name, str((r.result or {}).get("error") or r.status).splitlines()[0][:200])
                      for r in runs if r.status in ("failed", "diverged")),
@@ -184,9 +185,9 @@ def requirement_checks(sub: verify.Submission, fresh: dict[str, str]) -> list[ch
         return checks.evaluate(sub.config, build, quick=sub.quick, html=ids, statuses=fresh)
 
 
-def part_grade(part: str, runs: Sequence[commentary.Run], fresh: dict[str, str]) -> PartGrade:
+def part_grade(part: str, runs: Sequence[Run], fresh: dict[str, str]) -> PartGrade:
     mine = [r for r in runs if r.spec.part == part]
-    best = commentary.best_run(mine)
+    best = best_run(mine)
     return PartGrade(
         part=part,
         variants=sum(1 for r in mine if r.status == "ok" and fresh[r.name] == "fresh"),
@@ -285,7 +286,7 @@ def row(g: Grade, cg: ClassGrades | None = None, index: int = 0) -> list[str]:
             pg = g.part(p)
             if pg:
                 cells.update({f"{p} variants": f"{pg.variants} of {pg.declared}", f"{p} chosen": pg.chosen,
-                              f"{p} best accuracy": commentary.pct(pg.best_accuracy)
+                              f"{p} best accuracy": pct(pg.best_accuracy)
                               if pg.best_accuracy is not None else "", f"{p} best model": pg.best_name})
     if cg is not None:
         cells["copies"] = "; ".join(cg.copy_of(index))

@@ -42,7 +42,7 @@ import numpy as np
 from labreport.results import metrics
 from labreport.report import claims as claims_mod, model
 from labreport.results import store
-from labreport.results.run import Run, best_run
+from labreport.results.run import Run
 from labreport.config.loader import ConfigError, loads
 from labreport.errors import UserError
 from labreport.grading import attachments as bounded

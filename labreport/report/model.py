@@ -15,7 +15,6 @@ matplotlib, no TensorFlow.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 

@@ -33,7 +33,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 

@@ -36,7 +36,7 @@ def _config(config: LabConfig | str | Path) -> LabConfig:
 
 def _run_view(spec: ExperimentSpec, result: dict | None):
     # The report's view of a result (finite-number checks, curve facts): one source of its numbers.
-    from labreport.report.commentary import Run
+    from labreport.results.run import Run
 
     return Run(spec, result)
 
