@@ -13,7 +13,6 @@ import io
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from labreport.report.claims import pct
 from labreport import config
 from labreport.report import render
 from labreport.results import store
-from test_render import CHROMIUM, PROBE
+from fixtures import chromium
 from test_verify import attachment, reattach
 
 LAB = """\
@@ -301,20 +300,7 @@ def test_the_tampered_copy_is_flagged_with_its_evidence(pile, graded):
 
 
 # --------------------------------------------------------------------------- the overview in a real browser
-LINK_PROBE = """<script>
-window.addEventListener('load', function () {
-  var bad = [], links = document.querySelectorAll('a[href]');
-  for (var i = 0; i < links.length; i++) {
-    var a = links[i], base = a.href.split('#')[0], hash = a.hash ? a.hash.slice(1) : '', text = null;
-    if (base === location.href.split('#')[0]) { text = document.documentElement.outerHTML; }
-    else { try { var x = new XMLHttpRequest(); x.open('GET', base, false); x.send(); text = x.responseText || null; }
-           catch (e) { text = null; } }
-    if (text === null || (hash && text.indexOf('id="' + hash + '"') < 0)) bad.push(a.getAttribute('href'));
-  }
-  document.body.setAttribute('data-links', String(links.length));
-  document.body.setAttribute('data-broken-links', bad.join(' '));
-});
-</script>"""
+
 
 
 def test_overview_content(pile, graded):
@@ -327,26 +313,11 @@ def test_overview_content(pile, graded):
     assert 'href="grades.html#row-1">Group 7' in page
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")
+@pytest.mark.skipif(chromium.CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")
 def test_overview_has_no_broken_image_or_link_in_chromium(graded):
     out = graded["out"]
     html = (out / "overview.html").read_text(encoding="utf-8")
-    probe = out / "overview-probe.html"  # next to overview.html so relative links resolve the same
-    probe.write_text(html.replace("</body>", PROBE + LINK_PROBE + "\n</body>"), encoding="utf-8")
-    try:
-        proc = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-dev-shm-usage", "--allow-file-access-from-files", "--virtual-time-budget=10000",
-             "--dump-dom", probe.as_uri()],
-            capture_output=True, text=True, timeout=90,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip("chromium did not finish in 90 s")
-    finally:
-        probe.unlink(missing_ok=True)
-    if proc.returncode != 0 or "<body" not in proc.stdout:
-        pytest.skip(f"chromium could not run here: {proc.stderr.strip()[-300:]}")
-    body = re.search(r"<body([^>]*)>", proc.stdout).group(1)
+    body = chromium.probe(out / "overview.html", html, chromium.PROBE + chromium.LINK_PROBE)
     assert re.search(r'data-images="(\d+)"', body).group(1) == str(html.count("<img "))
     assert re.search(r'data-broken="([^"]*)"', body).group(1) == ""
     n_links = int(re.search(r'data-links="(\d+)"', body).group(1))

@@ -14,7 +14,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ import pytest
 from fixtures.synthetic import write_fake_data, write_results
 from labreport import config
 from labreport.report import render
+from fixtures import chromium
 from fixtures.samples import png_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -393,40 +393,10 @@ def test_markdown_rules():
 
 
 # --------------------------------------------------------------------------- a real browser
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-PROBE = """<script>
-window.addEventListener('load', function () {
-  var bad = [];
-  for (var i = 0; i < document.images.length; i++) {
-    var img = document.images[i];
-    if (!img.complete || img.naturalWidth === 0) bad.push(img.getAttribute('src'));
-  }
-  document.body.setAttribute('data-images', String(document.images.length));
-  document.body.setAttribute('data-broken', bad.join(' '));
-});
-</script>"""
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")
+@pytest.mark.skipif(chromium.CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")
 def test_html_has_no_broken_images_in_chromium(full):
     html = full["html"]
-    probe = full["build"] / "report-probe.html"  # next to report.html so relative src resolve the same
-    probe.write_text(html.replace("</body>", PROBE + "\n</body>"), encoding="utf-8")
-    try:
-        proc = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-dev-shm-usage", "--allow-file-access-from-files", "--virtual-time-budget=10000",
-             "--dump-dom", probe.as_uri()],
-            capture_output=True, text=True, timeout=90,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip("chromium did not finish in 90 s")
-    finally:
-        probe.unlink(missing_ok=True)
-    if proc.returncode != 0 or "<body" not in proc.stdout:
-        pytest.skip(f"chromium could not run here: {proc.stderr.strip()[-300:]}")
-    body = re.search(r"<body([^>]*)>", proc.stdout).group(1)
+    body = chromium.probe(full["build"] / "report.html", html, chromium.PROBE)
     n_images = re.search(r'data-images="(\d+)"', body)
     assert n_images, f"probe did not run: {body}"
     assert int(n_images.group(1)) == len(re.findall(r"<img ", html))
