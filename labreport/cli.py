@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import errno
-import fnmatch
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from labreport import __version__, env
-from labreport.config.loader import load
+from labreport.config.loader import load, select
 from labreport.config.param_counts import breakdown, fmt
 from labreport.errors import ConfigError, UserError
 from labreport.results.layout import BuildLayout
@@ -248,7 +247,7 @@ def cmd_data(args) -> int:
 
 def cmd_run(args) -> int:
     config = load(args.config)
-    _check_names(config, args.names)
+    select(config, args.names)  # a name that matches nothing: one line, before anything is done
     from labreport.train import runner
 
     if args.dry_run:  # writes nothing: no build folder needed
@@ -265,7 +264,7 @@ def cmd_run(args) -> int:
 
 def cmd_status(args) -> int:
     config = load(args.config)
-    _check_names(config, args.names)
+    select(config, args.names)  # a name that matches nothing: one line, before anything is done
     build = Path(args.build)
     if build.exists() and not build.is_dir():
         _build(args)  # the same message as the commands that write
@@ -276,9 +275,8 @@ def cmd_status(args) -> int:
 def _print_staleness(config, build: Path, args, *, only_stale: bool) -> None:
     """One line per selected experiment: its status and why (dvc status style), then a count."""
     from labreport.results import staleness
-    from labreport.train import runner
 
-    specs = runner.select(config, args.names or None)
+    specs = select(config, args.names or None)
     decisions = staleness.check_all(config, BuildLayout(build, args.quick), specs=specs)
     width = max((len(d.name) for d in decisions), default=0)
     for d in decisions:
@@ -468,16 +466,6 @@ def _build(args, create: bool = True) -> Path:
     if data_dir and Path(data_dir).exists() and not Path(data_dir).is_dir():
         raise store.BuildFolderError(f"LABREPORT_DATA_DIR={data_dir}: is a file, not a folder")
     return build
-
-
-def _check_names(config, names: list[str]) -> None:
-    """Each NAME is an experiment's name or a shell pattern ('hog-*') matching at least one."""
-    from labreport.config.loader import _suggest
-
-    known = [s.name for s in config.experiments]
-    bad = [n for n in names if not fnmatch.filter(known, n)]
-    if bad:
-        raise UserError("; ".join(f"no experiment named {n!r} in {config.path}" + _suggest(n, known) for n in bad))
 
 
 def _print_table(header: list[str], rows: list[list[str]], right: set[str] = frozenset()) -> None:

@@ -24,6 +24,7 @@ from labreport import config
 from labreport.train import datasets
 from labreport.train import engine
 from labreport.train import runner
+from labreport.errors import UnknownExperiment
 from labreport.results import store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,8 +178,11 @@ def test_plan_reports_missing_fresh_stale_and_failed(tmp_path):
 
 def test_unknown_names_are_refused_with_a_suggestion(tmp_path):
     lab = write_lab(tmp_path)
-    with pytest.raises(runner.UnknownExperiment, match="no experiment named 'mlp-aa' \\(did you mean 'mlp-a'\\?\\)"):
-        runner.plan(lab, tmp_path / "build", quick=False, names=["mlp-aa"])
+    with pytest.raises(UnknownExperiment) as info:
+        runner.plan(lab, tmp_path / "build", quick=False, names=["mlp-aa", "mlp-*", "zz*"])
+    # one line naming every name that matches nothing, with a guess where there is one
+    assert str(info.value) == (f"no experiment named 'mlp-aa' in {lab.path} (did you mean 'mlp-a'?); "
+                               f"no experiment named 'zz*' in {lab.path}")
 
 
 def test_longest_experiments_are_run_first(tmp_path):

@@ -10,6 +10,7 @@ tables take a resolved experiment and vary some keys over a Cartesian product.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import itertools
 import math
 import os
@@ -17,6 +18,7 @@ import re
 import string
 import sys
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable
 
 if sys.version_info >= (3, 11):
@@ -40,7 +42,7 @@ from labreport.config.spec import (
     Requirements,
     group_seed,
 )
-from labreport.errors import ConfigError
+from labreport.errors import ConfigError, UnknownExperiment
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -162,6 +164,19 @@ def _hidden(v: Any) -> str | None:
         if item > MAX_LAYER_UNITS:
             return f"layer sizes must be <= {MAX_LAYER_UNITS:,}, got {item:,}"
     return None
+
+
+def select(config: LabConfig, names: Sequence[str] | None = None) -> list[ExperimentSpec]:
+    """The experiments named by ``names`` (exact names or shell patterns like 'hog-*'), in config
+    order; every name that matches nothing is named in one UnknownExperiment (with a guess)."""
+    if not names:
+        return list(config.experiments)
+    known = [s.name for s in config.experiments]
+    unknown = [n for n in names if not any(fnmatch.fnmatchcase(k, n) for k in known)]
+    if unknown:
+        raise UnknownExperiment("; ".join(f"no experiment named {n!r} in {config.path}" + _suggest(n, known)
+                                          for n in unknown))
+    return [s for s in config.experiments if any(fnmatch.fnmatchcase(s.name, n) for n in names)]
 
 
 def _suggest(word: str, options) -> str:

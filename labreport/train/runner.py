@@ -15,8 +15,6 @@ data sets and HOG features in memory across the experiments of one process.
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import math
 import multiprocessing
 import os
@@ -39,8 +37,8 @@ from labreport.train import eta
 from labreport.results import staleness, store
 from labreport.results.layout import BuildLayout
 from labreport.train.engine import ENGINE_VERSION, EpochInfo, QuickConfig
+from labreport.config.loader import select
 from labreport.config.spec import ExperimentSpec, LabConfig
-from labreport.errors import UnknownExperiment
 
 LoadDataset = Callable[..., Any]  # datasets.load(name, data_dir=...) -> Dataset
 Train = Callable[..., dict]  # engine.train_and_evaluate's signature
@@ -56,21 +54,6 @@ cache_key = staleness.cache_key
 class PlanEntry(NamedTuple):
     spec: ExperimentSpec
     status: str  # fresh | stale | missing | failed (staleness.decide's status)
-
-
-def select(config: LabConfig, names: Sequence[str] | None = None) -> list[ExperimentSpec]:
-    """The experiments named by ``names`` (exact names or shell patterns like 'hog-*'), in config order."""
-    if not names:
-        return list(config.experiments)
-    all_names = [s.name for s in config.experiments]
-    unknown = [n for n in names if not fnmatch.filter(all_names, n)]
-    if unknown:
-        hints = []
-        for n in unknown:
-            close = difflib.get_close_matches(n, all_names, n=1)
-            hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise UnknownExperiment(f"{config.path}: no experiment named {', '.join(hints)}")
-    return [s for s in config.experiments if any(fnmatch.fnmatchcase(s.name, n) for n in names)]
 
 
 def status_of(spec: ExperimentSpec, build: Path, *, quick: bool, quick_cfg: QuickConfig | None = None) -> str:
