@@ -268,6 +268,17 @@ def mark_build(build: Path) -> None:
         write_text_atomic(path, MARKER_TEXT)
 
 
+def _refuse_unusable(build: Path, state: str, option: str, *, if_file: str, if_foreign: str) -> None:
+    """BuildFolderError for a path that is a file, or a folder labreport did not make; the
+    message ends with what the command advises (or promises) in that case."""
+    if state == "not-a-folder":
+        raise BuildFolderError(f"{_where(option, build)}: is a file, not a folder; {if_file}")
+    if state == "foreign":
+        raise BuildFolderError(
+            f"{_where(option, build)}: not a labreport build folder (no {MARKER} marker, and it holds "
+            f"{_describe_foreign(build)}); {if_foreign}")
+
+
 def check_build_folder(build: Path, *, option: str = "-b", create: bool = True) -> None:
     """Refuse (BuildFolderError, exit 2) a ``build`` that is a file, unwritable, or a folder
     labreport did not create; create it (marked) when missing. Nothing is deleted or overwritten.
@@ -279,12 +290,8 @@ def check_build_folder(build: Path, *, option: str = "-b", create: bool = True) 
     """
     build = Path(build)
     state = build_state(build)
-    if state == "not-a-folder":
-        raise BuildFolderError(f"{_where(option, build)}: is a file, not a folder; name a build folder (default: build)")
-    if state == "foreign":
-        raise BuildFolderError(
-            f"{_where(option, build)}: not a labreport build folder (no {MARKER} marker, and it holds "
-            f"{_describe_foreign(build)}); name a new or empty folder")
+    _refuse_unusable(build, state, option, if_file="name a build folder (default: build)",
+                     if_foreign="name a new or empty folder")
     if state == "missing" and not create:
         parent = next((p for p in build.absolute().parents if p.exists()), None)
         if parent is not None and not parent.is_dir():
@@ -344,12 +351,7 @@ def clean_build(build: Path, *, keep: frozenset[str] | set[str] = frozenset(), o
     state = build_state(build)
     if state == "missing":
         return []
-    if state == "not-a-folder":
-        raise BuildFolderError(f"{_where(option, build)}: is a file, not a folder; nothing was deleted")
-    if state == "foreign":
-        raise BuildFolderError(
-            f"{_where(option, build)}: not a labreport build folder (no {MARKER} marker, and it holds "
-            f"{_describe_foreign(build)}); nothing was deleted")
+    _refuse_unusable(build, state, option, if_file="nothing was deleted", if_foreign="nothing was deleted")
     removed = []
     with BuildLock(build):  # never delete under a running `run`
         for child in sorted(build.iterdir()):
