@@ -136,6 +136,13 @@ def test_refine_applies_each_familys_measured_ratio_and_the_overall_one_to_the_o
 # --------------------------------------------------------------------------- in a run
 
 
+def ok_result(spec: ExperimentSpec) -> dict:
+    """What a fake trainer returns: a finished run with plausible metrics."""
+    r = engine.base_result(spec, status="ok", quick=False, cache_key="")
+    r["metrics"] = {"test_loss": 0.1, "test_accuracy": 0.9, "macro_f1": 0.9}
+    return r
+
+
 def test_a_run_prints_the_schedules_estimate_then_refines_it(tmp_path, monkeypatch):
     """Three experiments on one job, a trainer that 'takes' 3x the estimate: the first figure
     is the calibrated one, each finish line re-estimates what is left with the ratio."""
@@ -148,9 +155,7 @@ def test_a_run_prints_the_schedules_estimate_then_refines_it(tmp_path, monkeypat
 
     def train(spec, dataset, **kw):
         clock["t"] += 3 * runner.estimate_seconds(spec, estimator=eta.Estimator(threads=2))
-        r = engine.base_result(spec, status="ok", quick=False, cache_key="")
-        r["metrics"] = {"test_loss": 0.1, "test_accuracy": 0.9, "macro_f1": 0.9}
-        return r
+        return ok_result(spec)
 
     out = io.StringIO()
     runner.run(lab, tmp_path / "build", names=names, jobs=1, progress=out, load_dataset=lambda *a, **k: None,
@@ -174,9 +179,7 @@ def test_epoch_lines_carry_the_runs_time_left_from_the_running_experiments_own_s
         if spec.name == "raw-tanh-250":  # 2 of 10 epochs done, at 3x the estimated speed
             elapsed = 3 * est.seconds(spec) * 2 / 10
             on_epoch(engine.EpochInfo(2, 10, 0.5, 0.8, 0.5, 0.8, elapsed / 2, elapsed))
-        r = engine.base_result(spec, status="ok", quick=False, cache_key="")
-        r["metrics"] = {"test_loss": 0.1, "test_accuracy": 0.9, "macro_f1": 0.9}
-        return r
+        return ok_result(spec)
 
     out = io.StringIO()
     runner.run(lab, tmp_path / "build", names=names, jobs=1, progress=out, load_dataset=lambda *a, **k: None,
