@@ -60,7 +60,8 @@ MAX_HIDDEN_LAYERS = 64
 MAX_CONV_LAYERS = 32
 MAX_FROM_CHAIN = 64  # `from` links followed from one experiment (resolved recursively)
 MAX_ERRORS_SHOWN = 100  # a file of 80,000 unknown keys gets 100 lines and a count, not 80,000 lines
-DEFAULT_MAX_EXPERIMENTS = 1_000  # after sweeps; LABREPORT_MAX_EXPERIMENTS changes it
+DEFAULT_MAX_EXPERIMENTS = 1_000  # runs, after sweeps and repeats; LABREPORT_MAX_EXPERIMENTS changes it
+MAX_REPEATS = 20  # runs of one experiment (`repeats`); the spread of 20 seeds is well measured
 MAX_EXPERIMENTS_VAR = "LABREPORT_MAX_EXPERIMENTS"
 # Training memory of one model, roughly: float32 weights, their gradients and two optimizer
 # slots (16 bytes per parameter) plus one float32 per activation value of a batch.
@@ -197,6 +198,7 @@ EXPERIMENT_KEYS: dict[str, Check] = {
     "batch_size": _int(1, 1_000_000),
     "epochs": _int(1, 100_000),
     "seed": _int(0, 2**31 - 1),
+    "repeats": _int(1, MAX_REPEATS),
     "optimizer": lambda v: None if isinstance(v, dict) else f"expected a table, got {_type_name(v)}",
     "hog": lambda v: None if isinstance(v, dict) else f"expected a table, got {_type_name(v)}",
     "conv": lambda v: (f"{len(v)} conv layers; at most {MAX_CONV_LAYERS}" if len(v) > MAX_CONV_LAYERS else None)
@@ -574,6 +576,7 @@ def _validate(data: dict, text: str, path: str, max_experiments: int | None) -> 
         return merged
 
     specs: list[ExperimentSpec] = []
+    n_runs = len(own)  # the limit counts runs: each experiment once, plus its extra repeats
     for name in order:
         merged = resolve(name)
         if merged is None:
@@ -582,9 +585,13 @@ def _validate(data: dict, text: str, path: str, max_experiments: int | None) -> 
         spec = _build_spec(merged, line, line_of, f"experiment {name!r}", errs, invalid[name])
         if spec:
             specs.append(spec)
+            before, n_runs = n_runs, n_runs + spec.repeats - 1
+            if before <= limit < n_runs:  # said once, where the count crosses the limit
+                errs.add(line_of("repeats"), f"experiment {name!r}", _runs_limit_message(
+                    f"{len(own):,} experiments with their repeats make at least {n_runs:,} runs", limit))
 
     specs.extend(_expand_sweeps(data.get("sweep", []), resolved, own, defaults, errs, lines, {s.name for s in specs},
-                                limit))
+                                limit, planned=n_runs))
     specs.sort(key=lambda s: s.line)  # sweep variants stand where the sweep is declared
     _check_chosen(specs, errs)
     errs.raise_if_any()
@@ -739,6 +746,7 @@ def _build_spec(m: dict, line: int, line_of: Callable[[str], int], context: str,
         epochs=m["epochs"],
         optimizer=opt,
         seed=m.get("seed", 1),
+        repeats=m.get("repeats", 1),
         hog=hog,
         conv=conv or (),
         chosen=m.get("chosen", False),
@@ -835,16 +843,30 @@ def _template_fields(template: str, available: list[str]) -> str | list[tuple[st
     return out
 
 
+def _runs_limit_message(what: str, limit: int) -> str:
+    return (f"key 'repeats': {what}; the limit is {limit:,} runs in all (experiments x repeats;"
+            f" set {MAX_EXPERIMENTS_VAR} to change it)")
+
+
+def _variant_runs(vary: dict, base_repeats: Any) -> int:
+    """Runs of a sweep's variants: each variant's ``repeats`` (varied or inherited), summed."""
+    others = math.prod(len(values) for key, values in vary.items() if key != "repeats")
+    if "repeats" not in vary:
+        return others * (base_repeats if _is_int(base_repeats) else 1)
+    return others * sum(r if _is_int(r) and r >= 1 else 1 for r in vary["repeats"])
+
+
 def _expand_sweeps(sweeps: Any, resolved: dict[str, dict], own: dict, defaults: dict, errs: _Collector,
-                   lines: _Lines, taken: set[str], limit: int) -> list[ExperimentSpec]:
-    """The experiments of every [[sweep]]; ``limit``: the most experiments in all, sweeps included."""
+                   lines: _Lines, taken: set[str], limit: int, *, planned: int | None = None) -> list[ExperimentSpec]:
+    """The experiments of every [[sweep]]; ``limit``: the most runs in all (experiments x repeats,
+    sweeps included); ``planned``: the runs declared before the sweeps (default: one per experiment)."""
     if not isinstance(sweeps, list):
         errs.add(lines.table("sweep")[0], "", "'sweep' must be an array of tables: write [[sweep]]")
         return []
     out: list[ExperimentSpec] = []
     names = set(taken) | set(own)
     folded = {n.casefold(): n for n in names}
-    planned = len(own)  # experiments so far, counted before any sweep is expanded
+    planned = len(own) if planned is None else planned  # runs so far, counted before any sweep is expanded
     for i, sweep in enumerate(sweeps):
         line, keys = lines.table("sweep", i)
         line_of = _line_lookup(line, keys)
@@ -884,12 +906,15 @@ def _expand_sweeps(sweeps: Any, resolved: dict[str, dict], own: dict, defaults: 
             continue
         keys_ = list(vary)
         n_variants = math.prod(len(vary[k]) for k in keys_)
-        if planned + n_variants > limit:  # counted before expanding: a 1 kB sweep may mean billions
+        n_runs = _variant_runs(vary, resolved[base_name].get("repeats", 1))
+        if planned + n_runs > limit:  # counted before expanding: a 1 kB sweep may mean billions
+            runs = f" ({n_runs:,} runs with their repeats)" if n_runs != n_variants else ""
             errs.add(line_of("vary"), context,
-                     f"key 'vary': expands to {n_variants:,} experiments, {planned + n_variants:,} in all;"
-                     f" the limit is {limit:,} (set {MAX_EXPERIMENTS_VAR} to change it)")
+                     f"key 'vary': expands to {n_variants:,} experiments{runs}, {planned + n_runs:,}"
+                     f" {'runs ' if runs else ''}in all; the limit is {limit:,}"
+                     f"{' runs (experiments x repeats; ' if runs else ' ('}set {MAX_EXPERIMENTS_VAR} to change it)")
             continue
-        planned += n_variants
+        planned += n_runs
         base = {k: v for k, v in resolved[base_name].items() if k not in ("chosen", "comment")}
         for combo in itertools.product(*(vary[k] for k in keys_)):
             table = dict(base)

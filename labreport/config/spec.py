@@ -89,6 +89,30 @@ class ExperimentSpec:
     chosen: bool = False
     comment: str = ""
     line: int = 0  # line of the declaration in the TOML file (for messages)
+    # Repeats (issue U): how many runs the experiment declares, and which run this spec is.
+    # Neither is in result_dict(): repeat 1's cache key is the key of an experiment without
+    # repeats, so results stored before repeats existed stay valid.
+    repeats: int = 1
+    repeat: int = 1
+
+    def runs(self) -> tuple[ExperimentSpec, ...]:
+        """The ``repeats`` runs of this experiment, repeat 1 first; run r trains from
+        ``repeat_seed(seed, r)``, so repeat 1 is this experiment exactly as without repeats."""
+        if self.repeat != 1:  # its seed is already derived: deriving again would give other runs
+            raise ValueError(f"runs() of {self.run_key!r}: ask the experiment (repeat 1), not one of its runs")
+        return tuple(dataclasses.replace(self, repeat=r, seed=repeat_seed(self.seed, r))
+                     for r in range(1, self.repeats + 1))
+
+    @property
+    def run_key(self) -> str:
+        """This run's identity in a run (progress, tasks, outcomes): ``name`` for repeat 1,
+        ``name/repeat-R`` otherwise (also its folder under build/runs/)."""
+        return self.name if self.repeat == 1 else f"{self.name}/repeat-{self.repeat}"
+
+    @property
+    def run_label(self) -> str:
+        """How messages name this run: 'raw-tanh-300 run 2/3', or just the name without repeats."""
+        return self.name if self.repeats == 1 else f"{self.name} run {self.repeat}/{self.repeats}"
 
     @property
     def class_names(self) -> list[str]:
@@ -134,6 +158,7 @@ class ExperimentSpec:
             "part": self.part,
             "chosen": self.chosen,
             "comment": self.comment,
+            "repeats": self.repeats,
             **self.result_dict(),
         }
 
@@ -159,6 +184,20 @@ class ReportMeta:
     # Parallel to ``authors``: each author's identifier for the LMS ("" when given as a plain
     # string). Kept apart so everything that prints ``authors`` keeps reading plain names.
     author_ids: tuple[str, ...] = ()
+
+
+def repeat_seed(seed: int, repeat: int) -> int:
+    """The seed of run ``repeat`` (1-based) of an experiment whose seed is ``seed``.
+
+    Repeat 1 keeps ``seed`` (its results are those of the experiment without repeats);
+    repeat r > 1 takes the first 8 bytes of sha256(f"{seed}/{r}") as a big-endian integer,
+    mapped into [1, 2**31 - 1]: stable across machines and versions, different per run,
+    and a new repeat never changes the seeds of the others.
+    """
+    if repeat == 1:
+        return seed
+    digest = hashlib.sha256(f"{seed}/{repeat}".encode("ascii")).digest()
+    return int.from_bytes(digest[:8], "big") % (2**31 - 1) + 1
 
 
 def group_seed(group: str) -> int:

@@ -4,7 +4,8 @@ Layout (everything generated, git-ignored)::
 
     build/data/               canonical uint8 data sets (or $LABREPORT_DATA_DIR)
     build/features/           cached HOG features
-    build/runs/<name>/        result.json, history.csv, run.log   (full runs)
+    build/runs/<name>/        result.json, history.csv, run.log   (full runs; repeat 1)
+    build/runs/<name>/repeat-<r>/   the same for run r >= 2 of an experiment with ``repeats``
     build/quick/runs/<name>/  the same for --quick smoke runs (never mixed with full runs)
     build/figures/            PNG/SVG of the report
     build/report.html, build/report.pdf, build/results.json
@@ -57,17 +58,18 @@ class BuildLayout:
     def runs_dir(self) -> Path:
         return self.root / ("quick/runs" if self.quick else "runs")
 
-    def run_dir(self, name: str) -> Path:
-        return self.runs_dir / name
+    def run_dir(self, name: str, repeat: int = 1) -> Path:
+        """Repeat 1 where an experiment without repeats has always been stored; run r inside it."""
+        return self.runs_dir / name if repeat == 1 else self.runs_dir / name / f"repeat-{repeat}"
 
-    def result_path(self, name: str) -> Path:
-        return self.run_dir(name) / "result.json"
+    def result_path(self, name: str, repeat: int = 1) -> Path:
+        return self.run_dir(name, repeat) / "result.json"
 
-    def history_path(self, name: str) -> Path:
-        return self.run_dir(name) / "history.csv"
+    def history_path(self, name: str, repeat: int = 1) -> Path:
+        return self.run_dir(name, repeat) / "history.csv"
 
-    def log_path(self, name: str) -> Path:
-        return self.run_dir(name) / "run.log"
+    def log_path(self, name: str, repeat: int = 1) -> Path:
+        return self.run_dir(name, repeat) / "run.log"
 
     # -- the report
     @property

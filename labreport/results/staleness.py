@@ -8,6 +8,9 @@ why: new, spec changed (which keys), data changed, engine version changed, faile
 time, only a quick result, unreadable. ``run``, ``run --dry-run``, ``status``, ``render``,
 ``check`` and ``grade`` all ask :func:`decide`.
 
+With ``repeats = N`` every run of an experiment is decided on its own (:func:`check_runs`):
+each has its own seed, so its own cache key and its own stored result.
+
 Pure and cheap: the data's identity comes from the checksum table, not the data, and
 nothing here imports TensorFlow.
 """
@@ -46,6 +49,13 @@ class Staleness:
     name: str
     status: str  # fresh | missing | stale | failed
     reasons: tuple[Reason, ...] = ()
+    repeat: int = 1  # which run of the experiment (1-based) ...
+    repeats: int = 1  # ... of how many it declares
+
+    @property
+    def label(self) -> str:
+        """'raw-tanh-300 run 2/3', or the name alone for an experiment without repeats."""
+        return self.name if self.repeats == 1 else f"{self.name} run {self.repeat}/{self.repeats}"
 
     @property
     def fresh(self) -> bool:
@@ -128,35 +138,54 @@ def decide(spec: ExperimentSpec, result: dict | None, *, quick: bool = False,
     ``unreadable``: a result.json exists but could not be used (half-written, corrupt,
     another schema). ``quick_result_exists``: for a full run, a --quick result is stored.
     """
+    def made(status: str, reasons: Sequence[Reason] = ()) -> Staleness:
+        return Staleness(spec.name, status, tuple(reasons), repeat=spec.repeat, repeats=spec.repeats)
+
     if result is None:
         if unreadable:
-            return Staleness(spec.name, STALE, (Reason(
+            return made(STALE, (Reason(
                 "unreadable", "stored result unreadable (half-written, corrupt or another schema)"),))
         reasons = [Reason("new", "new: never run" + (" with --quick" if quick else ""))]
         if quick_result_exists and not quick:
             reasons.append(Reason("quick-only", "only a --quick smoke-run result exists"))
-        return Staleness(spec.name, MISSING, tuple(reasons))
+        return made(MISSING, reasons)
     key_ok = result.get("cache_key") == cache_key(spec, quick=quick, quick_cfg=quick_cfg)
     if key_ok and result.get("status") in store.FINAL_STATUSES:
-        return Staleness(spec.name, FRESH)
+        return made(FRESH)
     reasons = [] if key_ok else _changed_inputs(spec, result, quick=quick)
     if result.get("status") == "failed":
         error = str(result.get("error") or "no detail").splitlines()[0]
-        return Staleness(spec.name, FAILED, (Reason("failed", f"failed last time: {error}"), *reasons))
-    return Staleness(spec.name, STALE, tuple(reasons))
+        return made(FAILED, (Reason("failed", f"failed last time: {error}"), *reasons))
+    return made(STALE, reasons)
 
 
 def check(spec: ExperimentSpec, layout: BuildLayout, *, quick_cfg: QuickConfig | None = None) -> Staleness:
-    """:func:`decide` on what is stored under ``layout`` (its ``quick`` picks the results)."""
-    result = store.read_result(layout.root, spec.name, layout.quick)
+    """:func:`decide` on what is stored under ``layout`` (its ``quick`` picks the results) for
+    ``spec``, one run of an experiment (``spec.repeat``; repeat 1 for the experiment itself)."""
+    name, repeat = spec.name, spec.repeat
+    result = store.read_result(layout.root, name, layout.quick, repeat=repeat)
     return decide(
         spec, result, quick=layout.quick, quick_cfg=quick_cfg,
-        unreadable=result is None and layout.result_path(spec.name).exists(),
-        quick_result_exists=not layout.quick and layout.with_quick(True).result_path(spec.name).exists(),
+        unreadable=result is None and layout.result_path(name, repeat).exists(),
+        quick_result_exists=not layout.quick and layout.with_quick(True).result_path(name, repeat).exists(),
     )
+
+
+def check_runs(spec: ExperimentSpec, layout: BuildLayout, *,
+               quick_cfg: QuickConfig | None = None) -> list[Staleness]:
+    """:func:`check` for each of the experiment's ``repeats`` runs, repeat 1 first."""
+    return [check(run, layout, quick_cfg=quick_cfg) for run in spec.runs()]
 
 
 def check_all(config: LabConfig, layout: BuildLayout, *, specs: Sequence[ExperimentSpec] | None = None,
               quick_cfg: QuickConfig | None = None) -> list[Staleness]:
-    """:func:`check` for ``specs`` (default: every experiment of ``config``), in that order."""
+    """:func:`check` for ``specs`` (default: every experiment of ``config``), in that order
+    (each experiment's repeat 1; :func:`check_all_runs` decides every run)."""
     return [check(s, layout, quick_cfg=quick_cfg) for s in (config.experiments if specs is None else specs)]
+
+
+def check_all_runs(config: LabConfig, layout: BuildLayout, *, specs: Sequence[ExperimentSpec] | None = None,
+                   quick_cfg: QuickConfig | None = None) -> list[list[Staleness]]:
+    """:func:`check_runs` for ``specs`` (default: every experiment of ``config``): one list of
+    decisions per experiment, its runs in order."""
+    return [check_runs(s, layout, quick_cfg=quick_cfg) for s in (config.experiments if specs is None else specs)]

@@ -71,18 +71,25 @@ def runs_dir(build: Path, quick: bool = False) -> Path:
     return BuildLayout(build, quick).runs_dir
 
 
-def run_dir(build: Path, name: str, quick: bool = False) -> Path:
-    return BuildLayout(build, quick).run_dir(name)
+def run_dir(build: Path, name: str, quick: bool = False, *, repeat: int = 1) -> Path:
+    return BuildLayout(build, quick).run_dir(name, repeat)
 
 
-def read_result(build: Path, name: str, quick: bool = False) -> dict | None:
-    """The stored result of ``name``, or None if missing or unusable (a cache miss)."""
-    path = BuildLayout(build, quick).result_path(name)
+def result_repeat(result: dict) -> int:
+    """Which run of its experiment a stored result is (results from before repeats: 1)."""
+    return result.get("repeat", 1)
+
+
+def read_result(build: Path, name: str, quick: bool = False, *, repeat: int = 1) -> dict | None:
+    """The stored result of run ``repeat`` of ``name``, or None if missing or unusable (a cache miss)."""
+    path = BuildLayout(build, quick).result_path(name, repeat)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("schema") != RESULT_SCHEMA or data.get("name") != name:
+        return None
+    if result_repeat(data) != repeat:  # e.g. a folder copied by hand: another run's numbers
         return None
     if data.get("status") not in STATUSES:
         return None
@@ -124,11 +131,13 @@ def history_csv(history: dict[str, list[float]]) -> str:
 
 
 def write_result(build: Path, result: dict, quick: bool = False) -> Path:
-    """Store one experiment's result (result.json last, so its presence means complete)."""
+    """Store one run's result (result.json last, so its presence means complete); its
+    ``"repeat"`` (default 1) picks the run's folder."""
     layout = BuildLayout(build, quick)
+    repeat = result_repeat(result)
     if result.get("history"):
-        write_text_atomic(layout.history_path(result["name"]), history_csv(result["history"]))
-    path = layout.result_path(result["name"])
+        write_text_atomic(layout.history_path(result["name"], repeat), history_csv(result["history"]))
+    path = layout.result_path(result["name"], repeat)
     write_json_atomic(path, {"schema": RESULT_SCHEMA, **result})
     return path
 

@@ -1,11 +1,15 @@
-"""Which experiments are stale, and running them: in-process, in worker processes (or, later, Dask).
+"""Which runs are stale, and running them: in-process, in worker processes (or, later, Dask).
 
 Planning is pure and cheap: a spec's cache key hashes its result-relevant fields,
 the engine version and the data's identity, which is the sha256 of the *expected*
 checksum table (``datasets.CHECKSUMS``; ``datasets.load`` refuses any other bytes).
 So ``labreport list``/``run`` with nothing stale import neither TensorFlow nor the data.
 
-Running: ``run()`` takes the build lock, orders the stale specs longest first, hands
+A run is one training of one experiment: an experiment with ``repeats = N`` has N runs
+(``ExperimentSpec.runs()``), each with its own seed, cache key and stored result, so
+raising N trains only the new runs and lowering it trains nothing.
+
+Running: ``run()`` takes the build lock, orders the stale runs longest first, hands
 them to an :class:`Executor` as :class:`Task` objects and writes each
 :class:`Outcome` (result.json + run.log) from this process as soon as it arrives,
 so an interrupted run loses only the experiments in flight. Executors only move
@@ -62,10 +66,20 @@ def status_of(spec: ExperimentSpec, build: Path, *, quick: bool, quick_cfg: Quic
 
 def plan(config: LabConfig, build: Path, *, quick: bool, names: Sequence[str] | None = None,
          quick_cfg: QuickConfig | None = None) -> list[PlanEntry]:
-    """(spec, status) for the selected experiments; the reasons: ``staleness.check_all``."""
+    """(spec, status) for the selected experiments (each one's repeat 1); the reasons:
+    ``staleness.check_all``. :func:`plan_runs` plans every run."""
     specs = select(config, names)
     decisions = staleness.check_all(config, BuildLayout(build, quick), specs=specs, quick_cfg=quick_cfg)
     return [PlanEntry(s, d.status) for s, d in zip(specs, decisions)]
+
+
+def plan_runs(config: LabConfig, build: Path, *, quick: bool, names: Sequence[str] | None = None,
+              quick_cfg: QuickConfig | None = None) -> list[PlanEntry]:
+    """(run spec, status) for every run of the selected experiments (``repeats`` each), in
+    config order; runs stored beyond today's ``repeats`` are neither listed nor touched."""
+    layout = BuildLayout(build, quick)
+    return [PlanEntry(run, staleness.check(run, layout, quick_cfg=quick_cfg).status)
+            for spec in select(config, names) for run in spec.runs()]
 
 
 # The time estimate (ordering longest first, the ETA) lives in eta.py: calibrated seconds
@@ -86,7 +100,7 @@ def estimate_seconds(spec: ExperimentSpec, quick_cfg: QuickConfig | None = None,
 
 @dataclass(frozen=True)
 class Task:
-    """One experiment to run, with everything a worker (local or remote) needs."""
+    """One run of one experiment, with everything a worker (local or remote) needs."""
 
     spec: ExperimentSpec
     index: int  # 1-based position in this run, for progress lines
@@ -101,7 +115,13 @@ class Task:
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        """The run's key: events, outcomes and the driver's tables are keyed by it."""
+        return self.spec.run_key
+
+    @property
+    def label(self) -> str:
+        """How progress lines name the run: 'raw-tanh-300 run 2/3'."""
+        return self.spec.run_label
 
 
 @dataclass(frozen=True)
@@ -167,8 +187,9 @@ class Worker:
             emit(Event(task.name, "log", stamped))
 
         emit(Event(task.name, "start"))
+        run = f" run {task.spec.repeat}/{task.spec.repeats}, seed {task.spec.seed}" if task.spec.repeats > 1 else ""
         log(f"labreport {__version__}, engine {ENGINE_VERSION}: "
-            f"experiment {task.name!r}{' (quick)' if task.quick else ''}, pid {os.getpid()}")
+            f"experiment {task.spec.name!r}{run}{' (quick)' if task.quick else ''}, pid {os.getpid()}")
         try:
             dataset = self.dataset(task.spec.dataset, task.data_dir)
             result = self.train(
@@ -181,7 +202,7 @@ class Worker:
             log(traceback.format_exc().rstrip())
             result = failed_result(task, f"{type(exc).__name__}: {exc}")
         # The runner, not the trainer, owns the identity of what is stored.
-        result.update(name=task.name, quick=task.quick, cache_key=task.cache_key)
+        result.update(run_identity(task), quick=task.quick, cache_key=task.cache_key)
         result = finite_result(result)
         return Outcome(task.name, result, "\n".join(lines) + "\n")
 
@@ -204,9 +225,15 @@ def finite_result(result: dict) -> dict:
     return clean
 
 
+def run_identity(task: Task) -> dict:
+    """The keys that say which run a stored result is: the experiment's name and the repeat."""
+    return {"name": task.spec.name, "repeat": task.spec.repeat}
+
+
 def failed_result(task: Task, error: str) -> dict:
     result = engine.base_result(task.spec, status="failed", quick=task.quick, cache_key=task.cache_key,
                                 error=error.splitlines()[0] if error else "failed")
+    result.update(run_identity(task))
     result["finished_at"] = engine.utc_now()
     return result
 
@@ -401,7 +428,7 @@ class Progress:
             return
         left_s = info.elapsed_s / info.epoch * (info.epochs - info.epoch)
         self._write(
-            f"[{task.index}/{task.total}] {task.name}  epoch {info.epoch}/{info.epochs}  "
+            f"[{task.index}/{task.total}] {task.label}  epoch {info.epoch}/{info.epochs}  "
             f"loss {_f4(info.loss)}  test {_f4(info.val_loss)}  acc {_f4(info.val_accuracy)}  "
             f"ETA {fmt_duration(left_s)}{run_left() if run_left else ''}",
             transient=self.live,
@@ -415,7 +442,7 @@ class Progress:
                     f"F1 {_f4(m.get('macro_f1'))}")
         else:
             what = f"{status.upper()}: {result.get('error')}"
-        self._write(f"[{task.index}/{task.total}] {task.name}  {what}  "
+        self._write(f"[{task.index}/{task.total}] {task.label}  {what}  "
                     f"({fmt_duration(result.get('duration_s'))}){left}")
 
 
@@ -428,7 +455,9 @@ def _f4(v: Any) -> str:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a run did: counts, and (name, status) of every experiment run, in finishing order."""
+    """What a run did: counts (of runs: an experiment with repeats counts once per run trained),
+    and (run key, status) of every run trained, in finishing order (run key: the experiment's
+    name for repeat 1, 'name/repeat-R' otherwise)."""
 
     ran: int = 0
     skipped: int = 0  # fresh results kept
@@ -442,7 +471,7 @@ class RunSummary:
         return not self.failed
 
     def names(self, status: str | None = None) -> tuple[str, ...]:
-        """Names of the experiments run, optionally only those that ended with ``status``."""
+        """Run keys of the runs trained, optionally only those that ended with ``status``."""
         return tuple(name for name, st in self.statuses if status is None or st == status)
 
 
@@ -458,8 +487,8 @@ class RunInterrupted(KeyboardInterrupt):
 class _Tally:
     statuses: list[tuple[str, str]] = field(default_factory=list)
 
-    def add(self, result: dict) -> None:
-        self.statuses.append((result["name"], result["status"]))
+    def add(self, outcome: Outcome) -> None:
+        self.statuses.append((outcome.name, outcome.result["status"]))
 
     def summary(self, n_skipped: int, start: float) -> RunSummary:
         count = [st for _, st in self.statuses].count
@@ -471,7 +500,8 @@ class _Tally:
 def make_tasks(specs: Sequence[ExperimentSpec], build: Path, *, quick: bool,
                quick_cfg: QuickConfig | None, threads: tuple[int, int] | None = None,
                estimator: eta.Estimator | None = None) -> list[Task]:
-    """Tasks longest first (a good makespan for a pool: the long ones do not come last)."""
+    """One task per stale run (``specs``: run specs, see ``ExperimentSpec.runs``), longest
+    first (a good makespan for a pool: the long ones do not come last)."""
     layout = BuildLayout(build)
     data_dir, features_dir = str(layout.data_dir), str(layout.features_dir)
     costed = sorted(((estimate_seconds(s, quick_cfg, estimator), s) for s in specs), key=lambda t: -t[0])
@@ -496,7 +526,7 @@ def run(
     train: Train | None = None,
     executor: Executor | None = None,
 ) -> RunSummary:
-    """Run the stale (or, with ``force``, all) selected experiments and store each result.
+    """Run the stale (or, with ``force``, all) runs of the selected experiments and store each result.
 
     ``jobs``: worker processes (0 = one per core); ``executor`` replaces the local ones
     (e.g. Dask) and is closed by the run. ``load_dataset``/``train`` replace
@@ -509,14 +539,16 @@ def run(
     build = Path(build)
     quick_cfg = QuickConfig.from_env() if quick else None
     with store.BuildLock(build):
-        entries = plan(config, build, quick=quick, names=names, quick_cfg=quick_cfg)
+        entries = plan_runs(config, build, quick=quick, names=names, quick_cfg=quick_cfg)
         todo = [e.spec for e in entries if force or e.status != "fresh"]
         n_skipped = len(entries) - len(todo)
+        # Without repeats a run is an experiment, and the messages say so as they always did.
+        unit = "run(s)" if any(e.spec.repeats > 1 for e in entries) else "experiment(s)"
         jobs = max(1, min(jobs if jobs > 0 else cpu_count(), len(todo) or 1))
         stream = progress if progress is not None else sys.stdout
         reporter = Progress(stream, live=_is_tty(stream) and jobs == 1)
         if n_skipped:
-            reporter.message(f"{n_skipped} experiment(s) up to date in {store.runs_dir(build, quick)}/"
+            reporter.message(f"{n_skipped} {unit} up to date in {store.runs_dir(build, quick)}/"
                              " (use --force to re-run)")
         if not todo:
             if executor is not None:
@@ -529,7 +561,8 @@ def run(
         preloaded = {}
         if executor is None:  # a remote executor's workers load from their own build/data
             preloaded = preload_data(tasks, load_dataset or datasets.load)
-        reporter.message(f"running {len(tasks)} experiment(s){' (quick)' if quick else ''} with "
+        of = f" of {len({t.spec.name for t in tasks})} experiment(s)" if unit == "run(s)" else ""
+        reporter.message(f"running {len(tasks)} {unit}{of}{' (quick)' if quick else ''} with "
                          f"{jobs} job(s), estimated {fmt_duration(_first_estimate(tasks, jobs, estimator))}"
                          + _load_note(estimator))
         if executor is None:
@@ -540,11 +573,11 @@ def run(
             else:  # the workers read the verified cache again; the driver need not hold the arrays
                 preloaded.clear()
                 executor = ProcessPoolExecutor(jobs, load_dataset=load_dataset, train=train)
-        sink = _Sink(build, quick, {t.name: t for t in tasks}, reporter, jobs)
+        sink = _Sink(build, quick, {t.name: t for t in tasks}, reporter, jobs, unit=unit)
         summary = _execute(executor, tasks, sink, n_skipped, start)
         problems = ", ".join(f"{n} {what}" for n, what in ((summary.failed, "failed"),
                                                             (summary.diverged, "diverged")) if n)
-        reporter.message(f"ran {summary.ran} experiment(s){f' ({problems})' if problems else ''} "
+        reporter.message(f"ran {summary.ran} {unit}{f' ({problems})' if problems else ''} "
                          f"in {fmt_duration(summary.duration_s)}; results in {store.runs_dir(build, quick)}/")
         return summary
 
@@ -583,12 +616,12 @@ def _execute(executor: Executor, tasks: list[Task], sink: _Sink, n_skipped: int,
     try:
         for outcome in executor.run(tasks, sink.emit):
             sink.store(outcome)
-            tally.add(outcome.result)
+            tally.add(outcome)
     except KeyboardInterrupt:
         executor.close(cancel=True)
         sink.interrupted()
         summary = tally.summary(n_skipped, start)
-        sink.reporter.message(f"interrupted: {summary.ran} experiment(s) finished and stored, "
+        sink.reporter.message(f"interrupted: {summary.ran} {sink.unit} finished and stored, "
                               f"{len(tasks) - summary.ran} not run")
         raise RunInterrupted(summary) from None
     except BaseException:  # e.g. the disk is full: still stop the workers we started
@@ -608,8 +641,10 @@ def _is_tty(stream: TextIO) -> bool:
 class _Sink:
     """The driver side: writes run.log live and each outcome's files; prints progress."""
 
-    def __init__(self, build: Path, quick: bool, tasks: dict[str, Task], reporter: Progress, jobs: int):
+    def __init__(self, build: Path, quick: bool, tasks: dict[str, Task], reporter: Progress, jobs: int, *,
+                 unit: str = "experiment(s)"):
         self.build, self.quick, self.tasks, self.reporter, self.jobs = build, quick, tasks, reporter, jobs
+        self.unit = unit  # what the messages count: experiment(s), or run(s) with repeats
         self.running: set[str] = set()
         self.done: set[str] = set()
         # ETA refinement: when each experiment started (driver clock), what the finished took,
@@ -618,8 +653,9 @@ class _Sink:
         self.took_s: dict[str, float] = {}
         self.last_epoch: dict[str, EpochInfo] = {}
 
-    def _log_path(self, name: str) -> Path:
-        return BuildLayout(self.build, self.quick).log_path(name)
+    def _log_path(self, key: str) -> Path:
+        spec = self.tasks[key].spec  # events and outcomes carry the run key
+        return BuildLayout(self.build, self.quick).log_path(spec.name, spec.repeat)
 
     def emit(self, event: Event) -> None:
         if event.name in self.done:
@@ -640,11 +676,12 @@ class _Sink:
 
     def store(self, outcome: Outcome) -> None:
         # run.log first: result.json's presence means the experiment is complete.
+        task = self.tasks[outcome.name]
         store.write_text_atomic(self._log_path(outcome.name), outcome.log)
-        store.write_result(self.build, outcome.result, quick=self.quick)
+        # Stored where the driver planned the run, whatever a (remote) worker put in the result.
+        store.write_result(self.build, {**outcome.result, **run_identity(task)}, quick=self.quick)
         self.running.discard(outcome.name)
         self.done.add(outcome.name)
-        task = self.tasks[outcome.name]
         self._record(task, outcome.result)
         self.reporter.finished(task, outcome.result, self._left())
 
