@@ -5,7 +5,8 @@ One subpackage per stage of the pipeline (see README "Architecture"): ``config``
 ``train`` imports TensorFlow, and only inside functions.
 
 In a notebook: ``labreport.load_results("experiments.toml")`` is a pandas DataFrame with
-one row per experiment, ``labreport.load_history("experiments.toml", name)`` its curves.
+one row per run (one per experiment, or ``repeats`` of them, told apart by the ``repeat``
+column), ``labreport.load_history("experiments.toml", name, repeat=1)`` a run's curves.
 They are imported on first use, so ``import labreport`` loads neither pandas nor TensorFlow.
 """
 

@@ -111,7 +111,7 @@ def _parser(settings: dict | None = None) -> argparse.ArgumentParser:
     s = sub.add_parser("check", parents=[common, quick_group], help="check the lab's hand-in requirements ([requirements] in the TOML)")
 
     s = sub.add_parser("export", parents=[common, quick_group],
-                       help="the results table (one row per experiment, the report's numbers) as CSV, Markdown or JSON")
+                       help="the results table (one row per run: per experiment, or per repeat; the report's numbers) as CSV, Markdown or JSON")
     s.add_argument("--format", choices=("csv", "md", "json"), default="csv", help="(default: %(default)s)")
     s.add_argument("-o", "--output", help="write to this file (default: standard output)")
 
@@ -211,9 +211,15 @@ def cmd_list(args) -> int:
             row.append(fmt(breakdown(spec).total))
         rows.append(row)
     header = ["name", "part", "model", "batch", "epochs"] + (["params"] if args.params else [])
-    _print_table(header, rows, right={"batch", "epochs", "params"})
+    n_runs = sum(spec.repeats for spec in config.experiments)
+    if n_runs > len(config.experiments):  # the column only when some experiment repeats
+        header.append("runs")
+        for row, spec in zip(rows, config.experiments):
+            row.append(str(spec.repeats))
+    _print_table(header, rows, right={"batch", "epochs", "params", "runs"})
     chosen = ", ".join(f"{s.part}: {s.name}" for s in config.experiments if s.chosen)
-    print(f"\n{len(config.experiments)} experiments in {args.config}; * = chosen ({chosen or 'none'})")
+    runs = f" ({n_runs} runs with their repeats)" if n_runs > len(config.experiments) else ""
+    print(f"\n{len(config.experiments)} experiments{runs} in {args.config}; * = chosen ({chosen or 'none'})")
     if args.layers:
         for spec in config.experiments:
             b = breakdown(spec)
@@ -273,20 +279,52 @@ def cmd_status(args) -> int:
 
 
 def _print_staleness(config, build: Path, args, *, only_stale: bool) -> None:
-    """One line per selected experiment: its status and why (dvc status style), then a count."""
-    from labreport.results import staleness
+    """One line per selected experiment: its status and why (dvc status style), then a count.
 
+    An experiment with repeats is decided run by run: ``status`` prints one line for it
+    ("2 of 3 runs stored" and why the others are not), ``run --dry-run`` one line per run
+    it would train ("raw-tanh-300 run 3/3").
+    """
+    from labreport.results import staleness, store
+
+    layout = BuildLayout(build, args.quick)
     specs = select(config, args.names or None)
-    decisions = staleness.check_all(config, BuildLayout(build, args.quick), specs=specs)
-    width = max((len(d.name) for d in decisions), default=0)
-    for d in decisions:
-        if not (only_stale and d.fresh):
-            print(f"{d.status:<8} {d.name:<{width}}  {d.why()}".rstrip())
+    per_experiment = staleness.check_all_runs(config, layout, specs=specs)
+    lines = []
+    for spec, runs in zip(specs, per_experiment):
+        kept = [r for r in store.stored_repeats(build, spec.name, args.quick) if r > spec.repeats]
+        if only_stale:
+            lines += [(d.status, d.label, d.why()) for d in runs if not d.fresh]
+        elif spec.repeats == 1 and not kept:
+            lines.append((runs[0].status, spec.name, runs[0].why()))
+        else:
+            lines.append(_runs_line(spec, runs, kept))
+    width = max((len(label) for _, label, _ in lines), default=0)
+    for status, label, why in lines:
+        print(f"{status:<8} {label:<{width}}  {why}".rstrip())
+    decisions = [d for runs in per_experiment for d in runs]
     n_todo = sum(not d.fresh for d in decisions)
     verb = "would be trained" if only_stale else "to train"
-    print(f"{len(decisions) - n_todo} up to date, {n_todo} {verb}"
+    what = " run(s)" if len(decisions) > len(specs) else ""
+    print(f"{len(decisions) - n_todo}{what} up to date, {n_todo} {verb}"
           f"{' (--force: all)' if only_stale and args.force else ''}"
           f"{' (--quick results)' if args.quick else ''}")
+
+
+def _runs_line(spec, runs, kept: list[int]) -> tuple[str, str, str]:
+    """(status, name, why) of an experiment with repeats: fresh only when every run is; the
+    runs to train grouped by reason ("runs 2, 3: new: never run")."""
+    stale = [d for d in runs if not d.fresh]
+    status = next((st for st in ("failed", "stale", "missing") if any(d.status == st for d in stale)), "fresh")
+    by_reason: dict[str, list[int]] = {}
+    for d in stale:
+        by_reason.setdefault(d.why(), []).append(d.repeat)
+    parts = [f"{len(runs) - len(stale)} of {spec.repeats} runs stored"]
+    parts += [f"run{'s' * (len(rs) > 1)} {', '.join(map(str, rs))}: {why}" for why, rs in by_reason.items()]
+    if kept:
+        parts.append(f"{len(kept)} more run(s) kept on disk (repeat {', '.join(map(str, kept))}; unused"
+                     f" with repeats = {spec.repeats})")
+    return status, spec.name, "; ".join(parts)
 
 
 def _executor(args):
@@ -352,7 +390,9 @@ def cmd_export(args) -> int:
     text = frame.export(table, args.format)
     if args.output:
         store.write_text_atomic(Path(args.output), text)
-        print(f"wrote {args.output} ({len(table)} experiments, {args.format})")
+        n_experiments = table["name"].nunique()
+        runs = f", {len(table)} runs" if len(table) != n_experiments else ""
+        print(f"wrote {args.output} ({n_experiments} experiments{runs}, {args.format})")
     else:
         sys.stdout.write(text)
     return 0

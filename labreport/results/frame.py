@@ -1,8 +1,9 @@
 """The stored results as pandas tables, for a notebook and for ``labreport export``.
 
-:func:`load_results` gives one row per declared experiment (the resolved spec, the
-report's own numbers, status and staleness), :func:`load_history` one row per epoch of
-one experiment, :func:`export` writes a table as CSV, Markdown or JSON. The numbers
+:func:`load_results` gives one row per run of each declared experiment (the resolved
+spec, the report's own numbers, status and staleness; an experiment with ``repeats = N``
+has N rows, told apart by the ``repeat`` column), :func:`load_history` one row per epoch of
+one run, :func:`export` writes a table as CSV, Markdown or JSON. The numbers
 are those the report prints: read through the same ``Run`` view, never recomputed.
 pandas is imported here only, and this module only by the commands that need it, so
 ``list``/``check``/``render`` do not pay for it.
@@ -62,12 +63,14 @@ def _spec_columns(spec: ExperimentSpec) -> dict[str, Any]:
 
 
 def _row(spec: ExperimentSpec, layout: BuildLayout) -> dict[str, Any]:
-    result = store.read_result(layout.root, spec.name, layout.quick)
+    """The row of one run (``spec`` from ``ExperimentSpec.runs()``: its repeat and seed)."""
+    result = store.read_result(layout.root, spec.name, layout.quick, repeat=spec.repeat)
     run = _run_view(spec, result)
     decision = staleness.check(spec, layout)
     facts = run.facts if result else {}
     epoch_s = (result or {}).get("epoch_s")
     return {
+        "run": spec.run_key,  # the index: unique per run; dropped from the columns
         "name": spec.name,
         "part": spec.part,
         "chosen": spec.chosen,
@@ -88,33 +91,41 @@ def _row(spec: ExperimentSpec, layout: BuildLayout) -> dict[str, Any]:
         "staleness": decision.status,
         "stale_reasons": decision.why() if not decision.fresh else "",
         "error": str((result or {}).get("error") or ""),
+        "repeat": spec.repeat,
+        "repeats": spec.repeats,
     }
 
 
 def load_results(config: LabConfig | str | Path = "experiments.toml", build: str | Path = "build", *,
                  quick: bool = False) -> pd.DataFrame:
-    """One row per experiment of ``config`` (a LabConfig or the path of experiments.toml), in its order.
+    """One row per run of each experiment of ``config`` (a LabConfig or the path of
+    experiments.toml), in its order; an experiment without ``repeats`` is one row.
 
-    Columns: name, part, chosen, the resolved spec (dataset ... conv), n_params, status
-    (ok / diverged / failed / not run), the report's numbers (test_loss, test_accuracy,
-    macro_f1, ...), quick, staleness (fresh / missing / stale / failed) and stale_reasons.
-    Missing numbers are NaN / None. ``quick`` reads the --quick smoke-run results.
+    Columns: name, part, chosen, the resolved spec (dataset ... conv; ``seed`` is the run's
+    own seed), n_params, status (ok / diverged / failed / not run), the report's numbers
+    (test_loss, test_accuracy, macro_f1, ...), quick, staleness (fresh / missing / stale /
+    failed), stale_reasons, error, then ``repeat`` (which run, 1-based) and ``repeats`` (how
+    many the experiment declares). The index is the run's key: the name for repeat 1,
+    ``name/repeat-R`` for the others, so ``table.loc["raw-tanh-250"]`` is repeat 1 and
+    ``table.groupby("name")["test_accuracy"].agg(["mean", "std"])`` is the spread between
+    seeds. Missing numbers are NaN / None. ``quick`` reads the --quick smoke-run results.
     """
     import pandas as pd
 
     lab = _config(config)
     layout = BuildLayout(Path(build), quick)
-    table = pd.DataFrame([_row(spec, layout) for spec in lab.experiments])
+    table = pd.DataFrame([_row(run, layout) for spec in lab.experiments for run in spec.runs()])
     for column in ("hog_pixels_per_cell", "hog_orientations", "best_epoch", "epochs_run"):
         table[column] = table[column].astype("Int64")  # integers with gaps, not floats
     for column in ("test_loss", "test_accuracy", "macro_f1", "train_loss", "train_accuracy", "duration_s", "epoch_s"):
         table[column] = table[column].astype("float64")  # None -> NaN: a missing number, as pandas spells it
-    return table.set_index("name", drop=False).rename_axis(None)
+    return table.set_index("run").rename_axis(None)
 
 
 def load_history(config: LabConfig | str | Path, name: str, build: str | Path = "build", *,
-                 quick: bool = False) -> pd.DataFrame:
-    """The per-epoch curves of experiment ``name``: epoch, loss, accuracy, val_loss, val_accuracy.
+                 quick: bool = False, repeat: int = 1) -> pd.DataFrame:
+    """The per-epoch curves of run ``repeat`` of experiment ``name``: epoch, loss, accuracy,
+    val_loss, val_accuracy.
 
     ``val_*`` is the test set (the lab validates on it). NaN where an epoch diverged.
     Raises UnknownExperiment for a name not in the config; an experiment without a stored
@@ -129,8 +140,11 @@ def load_history(config: LabConfig | str | Path, name: str, build: str | Path = 
         spec = lab.by_name(name)
     except KeyError:
         raise UnknownExperiment(f"{lab.path}: no experiment named {name!r}") from None
-    result = store.read_result(Path(build), name, quick)
-    history = _run_view(spec, result).history if result else {}
+    runs = spec.runs()
+    if not 1 <= repeat <= len(runs):
+        raise UnknownExperiment(f"{lab.path}: experiment {name!r} has {len(runs)} run(s); no repeat {repeat}")
+    result = store.read_result(Path(build), name, quick, repeat=repeat)
+    history = _run_view(runs[repeat - 1], result).history if result else {}
     n = max((len(v) for v in history.values()), default=0)
     columns = {"epoch": list(range(1, n + 1))}
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", *sorted(set(history) - {
@@ -147,8 +161,9 @@ PART_COLUMNS = {"name": "Experiment", "model": "Model", "n_params": "Params", "b
 
 
 def part_table(table: pd.DataFrame, part: str) -> pd.DataFrame:
-    """The rows of ``part`` in :func:`load_results`' table, with the report's part-table columns."""
-    rows = table[table["part"] == part]
+    """The rows of ``part`` in :func:`load_results`' table (repeat 1 of each experiment: one row
+    per experiment), with the report's part-table columns."""
+    rows = table[(table["part"] == part) & (table["repeat"] == 1)]
     return rows[list(PART_COLUMNS)].rename(columns=PART_COLUMNS).reset_index(drop=True)
 
 

@@ -96,6 +96,22 @@ def read_result(build: Path, name: str, quick: bool = False, *, repeat: int = 1)
     return data
 
 
+def stored_repeats(build: Path, name: str, quick: bool = False) -> list[int]:
+    """The repeats r >= 2 of ``name`` with a result.json on disk, sorted (whatever ``repeats``
+    says today: lowering it keeps the extra runs, and raising it again reuses them)."""
+    folder = BuildLayout(build, quick).run_dir(name)
+    try:
+        entries = [child.name for child in folder.iterdir()]
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        m = re.fullmatch(r"repeat-([1-9][0-9]{0,5})", entry)
+        if m and int(m.group(1)) >= 2 and (folder / entry / "result.json").is_file():
+            found.append(int(m.group(1)))
+    return sorted(found)
+
+
 def finite_or_none(value: Any) -> float | None:
     """A strict-JSON float: NaN/inf (a diverged run) and non-numbers become None (null)."""
     try:

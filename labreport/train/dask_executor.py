@@ -215,6 +215,7 @@ class DaskExecutor:
         self._topic: str | None = None
         self._pending: dict[str, tuple[Any, runner.Task]] = {}  # future key -> (future, task)
         self._n_tasks = 0
+        self._unit = "experiment(s)"  # what the messages count; run(s) when an experiment repeats
         self._log_levels: dict[str, int] = {}
 
     # -- connection
@@ -259,6 +260,7 @@ class DaskExecutor:
         self._quiet_dask()
         identity, entry = _shipped()
         self._n_tasks = len(tasks)
+        self._unit = "run(s)" if any(t.spec.repeats > 1 for t in tasks) else "experiment(s)"
         expected = identity()
         host_nthreads = self._describe_cluster()
         inbox: queue.SimpleQueue = queue.SimpleQueue()  # ("event", msg) and ("done", key), from Dask's threads
@@ -269,7 +271,8 @@ class DaskExecutor:
             payload = _dumps((task, *self.seams))
             # pure=False: the same spec must run again if asked (e.g. --force).
             fut = self.client.submit(entry, payload, expected, self._topic, host_nthreads, pure=False,
-                                     key=f"labreport-{task.name}-{uuid.uuid4().hex[:8]}")
+                                     # a run key is 'name/repeat-R': no '/' in a Dask key (dashboard URLs)
+                                     key=f"labreport-{task.name.replace('/', '.')}-{uuid.uuid4().hex[:8]}")
             self._pending[fut.key] = (fut, task)
             fut.add_done_callback(lambda f: inbox.put(("done", f.key)))
         started: dict[str, str] = {}  # name -> worker address of its latest start
@@ -297,7 +300,7 @@ class DaskExecutor:
                 n_done = self._n_tasks - len(self._pending) - 1
                 raise SchedulerLost(
                     f"lost the connection to the Dask scheduler at {self.address} "
-                    f"({type(exc).__name__}); {n_done} experiment(s) finished and stored, "
+                    f"({type(exc).__name__}); {n_done} {self._unit} finished and stored, "
                     f"{len(self._pending) + 1} not; run again to continue") from None
             error = f"dask: {type(exc).__name__}: {_reason(exc)}"
             return runner.Outcome(task.name, runner.failed_result(task, error), error + "\n")

@@ -1,14 +1,16 @@
 """How long a run will take: calibrated seconds per epoch, the machine's load, the makespan.
 
 Pure functions (no TensorFlow, no I/O), so the estimator is tested as such; only
-``for_run`` (at the end) probes the CPU and reads the stored results for a run. An experiment's estimate is
+``for_run`` (at the end) probes the CPU and reads the stored results for a run. A run's
+estimate (one training of one experiment: ``repeats = 3`` is three runs, three tasks) is
 
     overhead(family) + epochs x epoch_s(shape, threads) x n_train / 60,000
 
 where ``epoch_s`` comes, in this order, from
 
 1. the per-epoch seconds stored by previous full runs of the same model shape (layers,
-   dropout, batch size) at the same thread count, in ``build/runs/*/result.json``: this
+   dropout, batch size) at the same thread count, in ``build/runs/*/result.json`` (and
+   ``build/runs/*/repeat-*/result.json``: every stored run of today's repeats): this
    machine, as it really ran; their median ratio to the table also corrects the other
    shapes of their family;
 2. the table ``EPOCH_S``: seconds per epoch of the 16 shapes of the default lab on a quiet
@@ -301,7 +303,8 @@ def for_run(config: LabConfig, build: Path, *, jobs: int, threads: tuple[int, in
     (probed: local workers only), the previous full runs stored in ``build``."""
     intra = threads[0] if threads else 1  # remote workers: their own cores, no local load
     share = thread_share(*probe_cpu(cores), cores=cores, our_threads=jobs * intra) if threads else 1.0
-    results = (store.read_result(build, s.name, False) for s in config.experiments)
+    results = (store.read_result(build, s.name, False, repeat=r)
+               for s in config.experiments for r in range(1, s.repeats + 1))
     return Estimator(threads=intra, share=share, history=tuple(history_from_results(r for r in results if r)))
 
 
