@@ -235,7 +235,9 @@ def cmd_list(args) -> int:
 
 def cmd_validate(args) -> int:
     config = load(args.config)
-    print(f"{args.config}: OK, {len(config.experiments)} experiments")
+    n_runs = sum(spec.repeats for spec in config.experiments)
+    runs = f" ({n_runs} runs with their repeats)" if n_runs > len(config.experiments) else ""
+    print(f"{args.config}: OK, {len(config.experiments)} experiments{runs}")
     return 0
 
 

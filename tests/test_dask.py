@@ -124,3 +124,24 @@ def test_a_fully_cached_run_does_not_contact_the_scheduler(tmp_path, client):
     summary = runner.run(lab, build, executor=executor, progress=io.StringIO())
     assert (summary.ran, summary.skipped) == (0, 3)
     assert executor.client is None
+
+
+def test_repeats_ship_one_task_per_run_and_each_run_lands_in_its_folder(tmp_path, client):
+    path = tmp_path / "experiments.toml"
+    write_lab(tmp_path)
+    path.write_text(path.read_text().replace('comment = "first"', 'comment = "first"\nrepeats = 3'))
+    from labreport import config
+
+    lab = config.load(path)
+    build = tmp_path / "build"
+    out = io.StringIO()
+    executor = dask_executor.DaskExecutor(client, load_dataset=tiny_dataset, train=fake_train, say=lambda _l: None)
+    summary = runner.run(lab, build, executor=executor, progress=out, names=["mlp-a"])
+    assert (summary.ran, summary.failed) == (3, 0)
+    runs = lab.by_name("mlp-a").runs()
+    for run_spec in runs:
+        result = store.read_result(build, "mlp-a", repeat=run_spec.repeat)
+        assert (result["repeat"], result["spec"]["seed"]) == (run_spec.repeat, run_spec.seed)
+        assert result["cache_key"] == runner.cache_key(run_spec)
+        assert store.run_dir(build, "mlp-a", repeat=run_spec.repeat).joinpath("run.log").read_text().strip()
+    assert "mlp-a run 3/3  ok" in out.getvalue()

@@ -576,7 +576,6 @@ def _validate(data: dict, text: str, path: str, max_experiments: int | None) -> 
         return merged
 
     specs: list[ExperimentSpec] = []
-    n_runs = len(own)  # the limit counts runs: each experiment once, plus its extra repeats
     for name in order:
         merged = resolve(name)
         if merged is None:
@@ -585,10 +584,18 @@ def _validate(data: dict, text: str, path: str, max_experiments: int | None) -> 
         spec = _build_spec(merged, line, line_of, f"experiment {name!r}", errs, invalid[name])
         if spec:
             specs.append(spec)
-            before, n_runs = n_runs, n_runs + spec.repeats - 1
-            if before <= limit < n_runs:  # said once, where the count crosses the limit
-                errs.add(line_of("repeats"), f"experiment {name!r}", _runs_limit_message(
-                    f"{len(own):,} experiments with their repeats make at least {n_runs:,} runs", limit))
+    # The limit counts runs (each experiment once, plus its extra repeats), before any is made.
+    n_runs = len(own) + sum(spec.repeats - 1 for spec in specs)
+    if n_runs > limit:  # said once, at the experiment where the count crosses the limit
+        counted = len(own)
+        for spec in specs:
+            counted += spec.repeats - 1
+            if counted > limit:
+                errs.add(own[spec.name][2]("repeats"), f"experiment {spec.name!r}",
+                         f"key 'repeats': {len(own):,} experiments with their repeats make {n_runs:,} runs;"
+                         f" the limit is {limit:,} runs in all (experiments x repeats; set {MAX_EXPERIMENTS_VAR}"
+                         " to change it)")
+                break
 
     specs.extend(_expand_sweeps(data.get("sweep", []), resolved, own, defaults, errs, lines, {s.name for s in specs},
                                 limit, planned=n_runs))
@@ -841,11 +848,6 @@ def _template_fields(template: str, available: list[str]) -> str | list[tuple[st
                         f"; available: {', '.join(available)}")
         out.append((literal, field))
     return out
-
-
-def _runs_limit_message(what: str, limit: int) -> str:
-    return (f"key 'repeats': {what}; the limit is {limit:,} runs in all (experiments x repeats;"
-            f" set {MAX_EXPERIMENTS_VAR} to change it)")
 
 
 def _variant_runs(vary: dict, base_repeats: Any) -> int:

@@ -99,6 +99,19 @@ CASES = [
      ["experiments.toml:10: experiment 'raw-1': key 'epochs': must be >= 1, got 0",
       "experiments.toml:11: experiment 'raw-1': key 'dropout': must be < 1, got 2",
       "experiments.toml:12: experiment 'raw-1': unknown key 'epoch' (did you mean 'epochs'?)"]),
+    # repeats (issue U): an integer from 1 to MAX_REPEATS, per experiment or in [defaults]
+    *[(f"repeats = {value}", BASE + f"repeats = {value}\n",
+       [f"experiments.toml:11: experiment 'raw-1': key 'repeats': {problem}"]) for value, problem in (
+        ("0", "must be >= 1, got 0"),
+        ("-1", "must be >= 1, got -1"),
+        ("21", "must be <= 20, got 21"),
+        ("2.5", "expected an integer, got a number (2.5)"),
+        ('"3"', "expected an integer, got a string ('3')"),
+        ("true", "expected an integer, got a boolean (True)"))],
+    ("repeats = 0 in [defaults]", "[defaults]\nrepeats = 0\n" + BASE,
+     ["experiments.toml:2: [defaults]: key 'repeats': must be >= 1, got 0"]),
+    ("misspelled repeats", BASE + "repeat = 3\n",
+     ["experiments.toml:11: experiment 'raw-1': unknown key 'repeat' (did you mean 'repeats'?)"]),
 ]
 
 

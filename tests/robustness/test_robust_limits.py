@@ -151,6 +151,28 @@ def test_the_experiment_limit_counts_sweeps_and_is_set_by_an_environment_variabl
         " to change it)"))
 
 
+def test_the_limit_counts_runs_experiments_times_repeats(project):
+    """repeats multiplies the training: 51 experiments x 20 repeats = 1,020 runs > 1,000; the message
+    names the experiment where the count crosses the limit, and a sweep's variants count their runs."""
+    many = "[defaults]\nrepeats = 20\n" + "".join(
+        BASE.split("\n", 3)[3].replace('"raw-1"', f'"raw-{i}"') + "\n" for i in range(51))
+    (project.folder / "experiments.toml").write_text(many)
+    out = project("validate")
+    crossing = 3 + 8 * 49  # the 50th experiment's header: 51 + 50 x 19 = 1,001 runs
+    assert (out.status, out.err_lines) == (2, [
+        f"experiments.toml:{crossing}: experiment 'raw-49': key 'repeats': 51 experiments with their repeats make"
+        " 1,020 runs; the limit is 1,000 runs in all (experiments x repeats; set LABREPORT_MAX_EXPERIMENTS to"
+        " change it)", "1 error in experiments.toml; nothing was run or written."])
+    (project.folder / "experiments.toml").write_text(BASE + "repeats = 3\n" + '\n[[sweep]]\nfrom = "raw-1"\n'
+                                                      "vary = { hidden = [1, 2] }\n")
+    assert project("validate").stdout == "experiments.toml: OK, 3 experiments (9 runs with their repeats)\n"
+    out = project("validate", LABREPORT_MAX_EXPERIMENTS="8")
+    assert (out.status, out.err_lines[0]) == (2, (
+        "experiments.toml:15: sweep #1 (from 'raw-1'): key 'vary': expands to 2 experiments (6 runs with their"
+        " repeats), 9 runs in all; the limit is 8 runs (experiments x repeats; set LABREPORT_MAX_EXPERIMENTS to"
+        " change it)"))
+
+
 def test_a_config_file_larger_than_the_limit_or_endless_is_refused_unread(project, tmp_path):
     big = project.folder / "big.toml"
     big.write_text(BASE + "# " + "x" * loader.MAX_CONFIG_BYTES + "\n")
