@@ -326,3 +326,14 @@ def test_export_has_one_row_per_run_with_a_repeat_column(tmp_path):
     assert len(frame.part_table(table, "raw")) == 2  # the report's table: one row per experiment
     history = frame.load_history(lab, "mlp-a", build, repeat=2)
     assert list(history["loss"]) == [1.0, 0.5]
+
+
+def test_clean_keeps_every_run_and_clean_all_removes_them_with_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    build = tmp_path / "build"
+    run(write_lab(tmp_path, repeats=2), build)
+    repeat_2 = BuildLayout(build).result_path("mlp-a", 2)
+    assert cli_out(capsys, "clean")[0] == 0 and repeat_2.is_file()
+    status, out = cli_out(capsys, "clean", "--all")
+    assert status == 0 and f"removed {Path('build') / 'runs'}" in out
+    assert not (build / "runs").exists()
