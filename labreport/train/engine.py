@@ -329,6 +329,7 @@ def base_result(
     """
     return {
         "name": spec.name,
+        "repeat": spec.repeat,  # which run of the experiment (repeats): its folder under build/runs/NAME/
         "part": spec.part,
         "status": status,
         "error": error,
