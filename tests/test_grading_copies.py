@@ -83,6 +83,15 @@ def test_same_seed_same_settings_at_other_times_is_only_a_note():
     assert copies.flagged([pair]) == {}
 
 
+def test_another_number_of_repeats_is_not_another_setting():
+    """Group B declared repeats = 3, group A none: same seed and settings, so repeat 1's curves agree."""
+    a = fp(("raw-a", result(1, [0.5, 0.4], started="2026-01-01T10:00:00+00:00", duration=4.2)), toml="A")
+    three = result(1, [0.5, 0.4], started="2026-01-03T09:00:00+00:00", duration=4.9)
+    three["spec"]["repeats"] = 3
+    [pair] = copies.compare([a, fp(("raw-a", three), toml="B")])
+    assert pair.verdict == copies.NOTE and pair.evidence[0].endswith("(same settings and seed)")
+
+
 def test_same_run_times_prove_a_copy_but_a_lone_coincidence_is_not_reported():
     same_time = dict(started="2026-01-01T10:00:00+00:00", duration=4.2)
     a = fp(("raw-a", result(1, [0.5, 0.4], **same_time)), toml="A")

@@ -64,7 +64,9 @@ class Fingerprint:
     pdf: str  # sha256 of the file
 
 
-SETTINGS_SKIP = ("name", "comment", "chosen", "part")
+# `repeats` says how many runs a group trained, not how this run was trained: two groups
+# with the same seed and settings legitimately share repeat 1's curves whatever their repeats.
+SETTINGS_SKIP = ("name", "comment", "chosen", "part", "repeats")
 
 
 def run_print(name: str, result: dict) -> RunPrint | None:
