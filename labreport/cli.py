@@ -365,7 +365,8 @@ def cmd_report(args) -> int:
     summary = runner.run(config, build, quick=args.quick, jobs=args.jobs, executor=_executor(args))
     status = cmd_render(args)
     if summary.failed:
-        print(f"{summary.failed} experiment(s) failed; the report marks them.", file=sys.stderr)
+        unit = "run(s)" if any(s.repeats > 1 for s in config.experiments) else "experiment(s)"
+        print(f"{summary.failed} {unit} failed; the report marks them.", file=sys.stderr)
         return EXIT_FAILED
     return status
 
