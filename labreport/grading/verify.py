@@ -42,7 +42,7 @@ import numpy as np
 from labreport.results import metrics
 from labreport.report import claims as claims_mod, model
 from labreport.results import store
-from labreport.results.run import Run
+from labreport.results.run import Run, Stat
 from labreport.config.loader import ConfigError, loads
 from labreport.errors import UserError
 from labreport.grading import attachments as bounded
@@ -256,8 +256,25 @@ class Submission:
         r = (self.entries.get(name) or {}).get("result")
         return r if r is not None and result_problem(r) is None else None
 
+    def more_results(self, spec: ExperimentSpec) -> list[dict | None]:
+        """Repeat 2..N's stored results (N = the attached config's ``repeats``), None where not run or
+        malformed. Only the first N - 1 entries of ``more_runs`` are read, however long the list is:
+        the config bounds the work (MAX_REPEATS), a longer list is a mismatch (``check_repeats``)."""
+        more = (self.entries.get(spec.name) or {}).get("more_runs")
+        more = more if isinstance(more, list) else []
+        out: list[dict | None] = []
+        for r in range(2, spec.repeats + 1):
+            res = more[r - 2] if r - 2 < len(more) else None
+            out.append(res if res is not None and result_problem(res) is None and res.get("repeat") == r else None)
+        return out
+
     def runs(self) -> list[Run]:
-        return [Run(s, self.result(s.name)) for s in self.config.experiments]
+        out = []
+        for s in self.config.experiments:
+            first, *more = s.runs()
+            out.append(Run(first, self.result(s.name),
+                           tuple(Run(m, res) for m, res in zip(more, self.more_results(s)))))
+        return out
 
 
 # The containers the checks (and Run) read; results.json is untrusted input, so a
@@ -542,14 +559,15 @@ class Printed:
                                         "macro_f1": "macro F1", "n_params": "parameters"}
 
     @classmethod
-    def of(cls, spec: ExperimentSpec, result: dict) -> Printed:
-        run = Run(spec, result)
+    def of(cls, spec: ExperimentSpec, result: dict, run: Run | None = None) -> Printed:
+        """As printed: repeat 1's numbers, or with repeats (``run`` carrying them) the means."""
+        run = run or Run(spec, result)
         stored = (result.get("params") or {}).get("total") if isinstance(result.get("params"), dict) else None
         n_params = stored if isinstance(stored, int) else None
-        return cls(claims_mod.num(run.test_loss), claims_mod.pct(run.test_accuracy), claims_mod.num(run.macro_f1),
+        loss, acc, f1 = (run.headline(k).mean for k in ("test_loss", "test_accuracy", "macro_f1"))
+        return cls(claims_mod.num(loss), claims_mod.pct(acc), claims_mod.num(f1),
                    "—" if n_params is None else fmt(n_params),
-                   (("test_loss", run.test_loss), ("test_accuracy", run.test_accuracy),
-                    ("macro_f1", run.macro_f1), ("n_params", n_params)))
+                   (("test_loss", loss), ("test_accuracy", acc), ("macro_f1", f1), ("n_params", n_params)))
 
     def compare(self, printed: dict[str, str | None]) -> tuple[list[str], list[str]]:
         """(agreeing 'label value' texts, disagreeing explanations) for the fields in ``printed``."""
@@ -568,9 +586,11 @@ class Printed:
 
 CARD_LABELS = {"test_loss": METRIC_LABELS["test_loss"], "test_accuracy": METRIC_LABELS["test_accuracy"],
                "macro_f1": METRIC_LABELS["macro_f1"], "n_params": "Parameters:"}
-ROW = re.compile(
+ROW = re.compile(  # with repeats: a Runs column ("3", "2 of 3") and "mean ± std" cells
     r"(?:^| )(?P<n_params>\d{1,3}(?:,\d{3})*) (?P<batch>\d{1,3}(?:,\d{3})*) (?P<epochs>\d{1,3}(?:,\d{3})*)"
-    r" (?:(?P<test_loss>\S+) (?P<test_accuracy>\S+%|—)(?: \(diverged\))? (?P<macro_f1>\S+)|FAILED)")
+    r"(?: (?P<runs>\d+(?: of \d+)?))?"
+    r" (?:(?P<test_loss>\S+)(?: ± \S+)? (?P<test_accuracy>\S+%|—)(?: ± \S+%)?(?: \(diverged\))?"
+    r" (?P<macro_f1>\S+)(?: ± \S+)?|FAILED)")
 Q2_TOTAL = re.compile(r"Total (?P<weights>[\d,]+) weights (?P<biases>[\d,]+) (?P<total>[\d,]+)")
 Q2_KERAS = re.compile(r"count_params\(\) for the trained model: (?P<keras>[\d,]+)")
 
@@ -589,7 +609,7 @@ def _printed_finding(spec: ExperimentSpec, where: str, region: Region, printed: 
     return Finding(spec.name, place, OK, ", ".join(same))
 
 
-def check_card(sub: Submission, spec: ExperimentSpec, result: dict) -> Finding:
+def check_card(sub: Submission, spec: ExperimentSpec, result: dict, run: Run | None = None) -> Finding:
     anchor = sub.anchors.card(spec.name)
     region = sub.text.region(anchor)
     if region is None or not _titled(region, spec.name):
@@ -599,10 +619,10 @@ def check_card(sub: Submission, spec: ExperimentSpec, result: dict) -> Finding:
     for field, label in CARD_LABELS.items():
         m = re.search(loose(label) + r" ?(\S+)", region.text)
         printed[field] = m.group(1) if m else None
-    return _printed_finding(spec, "card", region, printed, Printed.of(spec, result))
+    return _printed_finding(spec, "card", region, printed, Printed.of(spec, result, run))
 
 
-def check_row(sub: Submission, spec: ExperimentSpec, result: dict) -> Finding:
+def check_row(sub: Submission, spec: ExperimentSpec, result: dict, run: Run | None = None) -> Finding:
     if not sub.text.has_anchors("row-"):
         return Finding(spec.name, "part table", NOTE,
                        "not checked: the table rows of this PDF carry no anchors (made by an older labreport)")
@@ -616,7 +636,8 @@ def check_row(sub: Submission, spec: ExperimentSpec, result: dict) -> Finding:
         return Finding(spec.name, f"part table (page {region.page})", MISMATCH,
                        f"cannot read the row: \"{region.text[:160]}\"")
     fields = ["n_params"] + (["test_loss", "test_accuracy", "macro_f1"] if m.group("test_accuracy") else [])
-    return _printed_finding(spec, "part table", region, {f: m.group(f) for f in fields}, Printed.of(spec, result))
+    return _printed_finding(spec, "part table", region, {f: m.group(f) for f in fields},
+                            Printed.of(spec, result, run))
 
 
 def check_q2(sub: Submission, spec: ExperimentSpec, result: dict | None) -> Finding:
@@ -640,13 +661,13 @@ def check_q2(sub: Submission, spec: ExperimentSpec, result: dict | None) -> Find
 
 
 # --------------------------------------------------------------------------- per experiment
-def check_experiment(sub: Submission, spec: ExperimentSpec, q2_model: bool) -> list[Finding]:
+def check_experiment(sub: Submission, spec: ExperimentSpec, q2_model: bool, run: Run | None = None) -> list[Finding]:
     entry = sub.entries.get(spec.name)
     if entry is None:
         return []  # reported once by the document check
     if entry.get("result") is None:
         out = [Finding(spec.name, "result", NOTE, "not run: the report prints no numbers for it")]
-        return out + ([check_q2(sub, spec, None)] if q2_model else [])
+        return out + ([check_q2(sub, spec, None)] if q2_model else []) + check_repeats(sub, spec)
     problem = result_problem(entry["result"])
     if problem:
         return [Finding(spec.name, "result", MISMATCH, f"malformed in {RESULTS_NAME}: {problem}")]
@@ -654,10 +675,40 @@ def check_experiment(sub: Submission, spec: ExperimentSpec, q2_model: bool) -> l
     out = [check_spec(spec, result), check_params(spec, entry)]
     if result.get("status") == "ok":
         out.append(check_measurements(spec, result))
-    out += [check_card(sub, spec, result), check_row(sub, spec, result)]
+    out += [check_card(sub, spec, result, run), check_row(sub, spec, result, run)]
     if q2_model:
         out.append(check_q2(sub, spec, result))
     out += check_full_run(sub, spec, result)
+    return out + check_repeats(sub, spec)
+
+
+def check_repeats(sub: Submission, spec: ExperimentSpec) -> list[Finding]:
+    """An experiment with ``repeats = N``: results.json says N, holds N - 1 more runs, and each one is
+    checked like repeat 1 (its spec with its own seed, its numbers against each other, a full run)."""
+    entry = sub.entries.get(spec.name) or {}
+    declared, more = entry.get("repeats", 1), entry.get("more_runs")
+    if spec.repeats == 1 and declared == 1 and not more:
+        return []  # one run: exactly as before repeats
+    shown = len(more) if isinstance(more, list) else json.dumps(more)[:40]
+    if declared != spec.repeats or not isinstance(more, list) or len(more) != spec.repeats - 1:
+        return [Finding(spec.name, "repeats", MISMATCH,
+                        f"experiments.toml declares {spec.repeats} runs, {RESULTS_NAME} says repeats ="
+                        f" {json.dumps(declared)[:40]} with {shown} more_runs (should be {spec.repeats - 1})")]
+    out = []
+    for r_spec, res in zip(spec.runs()[1:], more):
+        label = f"run {r_spec.repeat}"
+        if res is None:
+            out.append(Finding(spec.name, label, NOTE, "not run: left out of the mean"))
+            continue
+        problem = result_problem(res)
+        if problem is None and res.get("repeat") != r_spec.repeat:
+            problem = f"'repeat' is {json.dumps(res.get('repeat'))[:40]}, not {r_spec.repeat}"
+        if problem:
+            out.append(Finding(spec.name, label, MISMATCH, f"malformed in {RESULTS_NAME} more_runs: {problem}"))
+            continue
+        for f in [check_spec(r_spec, res)] + ([check_measurements(r_spec, res)] if res.get("status") == "ok" else []) \
+                + check_full_run(sub, r_spec, res):
+            out.append(dataclasses.replace(f, check=f"{label} {f.check}"))
     return out
 
 
@@ -811,7 +862,15 @@ def resolve(sub: Submission, source: str) -> Any:
         return _UNRESOLVED
     name, _, path = source[len("results:"):].partition("/")
     node: Any = sub.result(name)
-    for key in path.split("/") if path else ():
+    keys = path.split("/") if path else []
+    if keys[:1] == ["more_runs"]:  # results:NAME/more_runs/I/...: repeat I + 2, read as more_results reads it
+        spec = next((s for s in sub.config.experiments if s.name == name), None)
+        if spec is None or len(keys) < 2 or not keys[1].isdigit():
+            return _UNRESOLVED
+        more = sub.more_results(spec)
+        node = more[int(keys[1])] if int(keys[1]) < len(more) else None
+        keys = keys[2:]
+    for key in keys:
         if not isinstance(node, dict) or key not in node:
             return _UNRESOLVED
         node = node[key]
@@ -897,8 +956,8 @@ def verify_submission(sub: Submission, *, allow_templates: bool = False) -> list
     parts = dict.fromkeys(s.part for s in sub.config.experiments)
     q2_models = {run.name for p in parts for run in [q2_chosen_run(p, runs)[0]] if run is not None}
     out = check_document(sub)
-    for spec in sub.config.experiments:
-        out += check_experiment(sub, spec, spec.name in q2_models)
+    for spec, run in zip(sub.config.experiments, runs):
+        out += check_experiment(sub, spec, spec.name in q2_models, run)
     templates = check_templates(sub) if sub.claims is not None else None
     if templates is not None:
         if allow_templates and templates.status == MISMATCH:
@@ -938,14 +997,18 @@ def rerun(sub: Submission, k: int, *, tolerance: float = DEFAULT_TOLERANCE, buil
         return out
     from labreport.train import runner  # the engine: TensorFlow is loaded only on this path
 
+    # Only repeat 1 is trained again (repeats are not in the cache key: its result is the same).
+    config = dataclasses.replace(sub.config, experiments=tuple(dataclasses.replace(s, repeats=1)
+                                                               for s in sub.config.experiments))
+    runs = {r.name: r for r in sub.runs()}
     with tempfile.TemporaryDirectory(prefix="labreport-verify-") as tmp:
         scratch = Path(tmp) / "build"
         _share_caches(scratch, Path(build))
-        runner.run(sub.config, scratch, quick=sub.quick, names=[s.name for s in specs], force=True,
+        runner.run(config, scratch, quick=sub.quick, names=[s.name for s in specs], force=True,
                    train=train, load_dataset=load_dataset, progress=progress or sys.stderr)
         for spec in specs:
             out.append(compare_rerun(spec, sub.result(spec.name), store.read_result(scratch, spec.name, sub.quick),
-                                     tolerance))
+                                     tolerance, runs[spec.name].aggregate.stat("test_accuracy")))
     return out
 
 
@@ -958,7 +1021,20 @@ def _share_caches(scratch: Path, build: Path) -> None:
         (scratch / sub_dir).symlink_to(target, target_is_directory=True)
 
 
-def compare_rerun(spec: ExperimentSpec, claimed: dict | None, fresh: dict | None, tolerance: float) -> Finding:
+def rerun_tolerance(default: float, spread: Stat | None) -> tuple[float, str]:
+    """The tolerance of a re-training and why: with >= 2 measured runs, max(default, 2 x their std)."""
+    if spread is None or spread.std is None or spread.n < 2:
+        return default, f"tolerance ±{100 * default:.2f} points"
+    tol = max(default, 2 * spread.std)
+    which = "the default" if tol == default else f"2 x the std of the {spread.n} measured runs"
+    return tol, (f"tolerance ±{100 * tol:.2f} points = max(default {100 * default:.2f}, 2 x std"
+                 f" {100 * spread.std:.2f} over {spread.n} runs): {which}")
+
+
+def compare_rerun(spec: ExperimentSpec, claimed: dict | None, fresh: dict | None, tolerance: float,
+                  spread: Stat | None = None) -> Finding:
+    """Repeat 1's claimed accuracy against a re-training; ``spread``: the measured runs' accuracy."""
+    tolerance, tol_text = rerun_tolerance(tolerance, spread)
     claimed_acc = Run(spec, claimed).test_accuracy
     if fresh is None or fresh.get("status") != "ok":
         why = (fresh or {}).get("error") or (fresh or {}).get("status") or "no result stored"
@@ -968,7 +1044,7 @@ def compare_rerun(spec: ExperimentSpec, claimed: dict | None, fresh: dict | None
         return Finding(spec.name, "rerun", MISMATCH, "the re-training measured no test accuracy")
     diff = acc - claimed_acc
     detail = (f"test accuracy {claims_mod.pct(claimed_acc)} claimed, {claims_mod.pct(acc)} re-trained"
-              f" ({claims_mod.points(diff)} points; tolerance ±{100 * tolerance:.2f} points)")
+              f" ({claims_mod.points(diff)} points; {tol_text})")
     return Finding(spec.name, "rerun", OK if abs(diff) <= tolerance + 1e-12 else MISMATCH, detail)
 
 

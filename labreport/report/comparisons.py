@@ -1,8 +1,17 @@
 """One-key comparisons: two measured experiments whose settings differ in exactly one key.
 
-A difference in test accuracy is called "not significant" when it is smaller than two
-standard errors of the difference of two proportions measured on their test sets
+One run each: a difference in test accuracy is called "not significant" when it is smaller
+than two standard errors of the difference of two proportions measured on their test sets
 (sqrt(p(1-p)/n) each; about 0.2 points at 98 % on 10,000 images).
+
+With repeats (either side has >= 2 measured runs) the accuracies compared are the means, and
+the noise of their difference combines both sources (``NOISE_RULE``): the seed spread of each
+mean, s/sqrt(k) (s the sample std of its k measured runs; a side with a single run borrows the
+other side's s, as its own spread is not measured), and the test-set error of each side:
+
+    noise = sqrt(se_a^2 + se_b^2 + s_a^2/k_a + s_b^2/k_b)
+
+and the difference is "within noise" when it is smaller than two noises.
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ class Comparison:
     loss_b: float | None
     significant: bool
     sentence: str
+    repeated: bool = False  # judged with the seed spread (the "within noise" rule)
 
     @property
     def winner_value(self) -> str | None:
@@ -72,7 +82,27 @@ def accuracy_se(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
 
 
+NOISE_RULE = ("a difference of mean test accuracies is within noise when it is smaller than two times"
+              " √(se_a² + se_b² + s_a²/k_a + s_b²/k_b): se the test-set standard error √(p(1 − p)/n) of each"
+              " mean accuracy p on n test images, s the sample standard deviation of the k measured runs of each"
+              " experiment (a single run borrows the other side's s)")
+
+
+def noise(a: Run, b: Run) -> float | None:
+    """The standard error of the difference of two mean accuracies (``NOISE_RULE``), or None when
+    neither side has two measured runs (the test-set rule alone applies)."""
+    sa, sb = a.headline("test_accuracy"), b.headline("test_accuracy")
+    if (sa.std is None and sb.std is None) or sa.mean is None or sb.mean is None:
+        return None
+    std_a = sa.std if sa.std is not None else sb.std
+    std_b = sb.std if sb.std is not None else sa.std
+    return math.sqrt(accuracy_se(sa.mean, a.n_test) ** 2 + accuracy_se(sb.mean, b.n_test) ** 2
+                     + std_a ** 2 / sa.n + std_b ** 2 / sb.n)
+
+
 def compare(a: Run, b: Run, key: str) -> Comparison:
+    if a.repeated or b.repeated:
+        return compare_means(a, b, key)
     fa, fb = flat_spec(a.spec), flat_spec(b.spec)
     va, vb = value_str(fa[key]), value_str(fb[key])
     acc_a, acc_b = a.test_accuracy or 0.0, b.test_accuracy or 0.0
@@ -93,6 +123,47 @@ def compare(a: Run, b: Run, key: str) -> Comparison:
         sentence += f": the difference is within two standard errors ({ratio(100 * 2 * se, 2, what='two standard errors, in points')} points), not significant."
     return Comparison(key, label, a.name, b.name, va, vb, acc_a, acc_b, a.test_loss, b.test_loss,
                       significant, sentence)
+
+
+def compare_means(a: Run, b: Run, key: str) -> Comparison:
+    """``compare`` when an experiment has repeats: means, and the "within noise" rule when a spread is measured."""
+    fa, fb = flat_spec(a.spec), flat_spec(b.spec)
+    va, vb = value_str(fa[key]), value_str(fb[key])
+    ha, hb = a.headline("test_accuracy"), b.headline("test_accuracy")
+    acc_a, acc_b = ha.mean or 0.0, hb.mean or 0.0
+    sigma = noise(a, b)
+    if sigma is None:  # no spread measured on either side: the test-set rule
+        sigma = math.hypot(accuracy_se(acc_a, a.n_test), accuracy_se(acc_b, b.n_test))
+    diff = acc_a - acc_b
+    significant = abs(diff) >= 2 * sigma
+    label = key_label(key)
+
+    def acc(r: Run) -> str:
+        h = r.headline("test_accuracy")
+        text = pct(h.mean, what=(f"mean test accuracy of {r.name}" if r.repeated else f"test accuracy of {r.name}"),
+                   src=r.headline_source("test_accuracy"))
+        k = fmt(h.n, what=f"measured runs of {r.name}",
+                src=f"formula: runs of {r.name} with status ok in results:{r.name} and results:{r.name}/more_runs")
+        return f"{text} ({k} run{'' if h.n == 1 else 's'})"
+
+    def loss(r: Run) -> str:
+        return num(r.headline("test_loss").mean, what=(f"mean test loss of {r.name}" if r.repeated
+                                                       else f"test loss of {r.name}"),
+                   src=r.headline_source("test_loss"))
+
+    sa, sb = a.headline_source("test_accuracy"), b.headline_source("test_accuracy")
+    sentence = (f"{label} {va} vs {vb} ({a.name} vs {b.name}): mean test accuracy {acc(a)} vs {acc(b)}"
+                f" ({points(diff, what=f'mean test accuracy of {a.name} minus {b.name}', src=f'formula: ({sa}) − ({sb})')} points),"
+                f" test loss {loss(a)} vs {loss(b)}")
+    noise_text = ratio(100 * 2 * sigma, 2, what=f"noise of the difference {a.name} − {b.name} (two standard errors), in points",
+                       src=f"formula: 2 × √(se² + se² + s²/k + s²/k) over results:{a.name} and results:{b.name} (and their more_runs)")
+    if significant:
+        sentence += f": {label} {va if diff > 0 else vb} is better (beyond the noise of {noise_text} points)."
+    else:
+        sentence += (f": the difference is within noise ({noise_text} points: the seed spread and the test-set"
+                     " error combined).")
+    return Comparison(key, label, a.name, b.name, va, vb, acc_a, acc_b, a.headline("test_loss").mean,
+                      b.headline("test_loss").mean, significant, sentence, repeated=True)
 
 
 def one_key_pairs(runs: Sequence[Run]) -> list[tuple[Run, Run, str]]:
@@ -125,14 +196,17 @@ def comparison_summaries(comps: Sequence[Comparison]) -> list[str]:
             if c.winner_value is not None:
                 wins[c.winner_value] = wins.get(c.winner_value, 0) + 1
         n = len(items)
+        noisy = any(c.repeated for c in items)
+        none = "no difference beyond noise" if noisy else "no significant difference"
         if not wins:
-            out.append(f"Effect of the {label}: no significant difference in {plural(n, 'comparison')}.")
+            out.append(f"Effect of the {label}: {none} in {plural(n, 'comparison')}.")
             continue
         ranked = sorted(wins.items(), key=lambda kv: (-kv[1], kv[0]))
-        bits = [f"{label} {v} was significantly better in {k} of {plural(n, 'comparison')}" for v, k in ranked]
+        better = "better beyond noise" if noisy else "significantly better"
+        bits = [f"{label} {v} was {better} in {k} of {plural(n, 'comparison')}" for v, k in ranked]
         ties = n - sum(wins.values())
         text = f"Effect of the {label}: " + "; ".join(bits)
         if ties:
-            text += f"; {plural(ties, 'comparison')} showed no significant difference"
+            text += f"; {plural(ties, 'comparison')} showed {none}"
         out.append(text + ".")
     return out

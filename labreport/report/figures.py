@@ -97,7 +97,9 @@ class Figures:
         self.used.append(path)
         return FigureRef(path, alt, dpi)
 
-    def curves(self, name: str, history: dict[str, list[float]], best_epoch: int | None) -> FigureRef:
+    def curves(self, name: str, history: dict[str, list[float]], best_epoch: int | None,
+               std: dict[str, list[float]] | None = None, n_runs: int = 1) -> FigureRef:
+        """One run's curves, or (``std`` given) the mean of ``n_runs`` runs with a band of ± one std."""
         inputs = {
             "title": name,
             "loss": _finite_list(history.get("loss", [])),
@@ -107,7 +109,12 @@ class Figures:
             "best_epoch": best_epoch,
             "size_mm": (TEXT_WIDTH_MM, 54),
         }
-        return self._plan("curves", inputs, f"{name}: training and test loss and accuracy per epoch")
+        alt = f"{name}: training and test loss and accuracy per epoch"
+        if std is not None:  # only then: a single run's figure keeps its name (hash) and pixels
+            inputs["std"] = {k: _finite_list(std.get(k, [])) for k in ("loss", "val_loss", "accuracy", "val_accuracy")}
+            inputs["n_runs"] = n_runs
+            alt = f"{name}: mean ± std over {n_runs} runs of the training and test loss and accuracy per epoch"
+        return self._plan("curves", inputs, alt)
 
     def confusion(self, name: str, matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> FigureRef:
         long = max(len(c) for c in class_names) > 2
@@ -244,10 +251,22 @@ def _draw_curves(path: str, d: dict) -> None:
     loss, val = _arr(d["loss"]), _arr(d["val_loss"])
     acc, vacc = _arr(d["accuracy"]), _arr(d["val_accuracy"])
     ep = np.arange(1, max(len(loss), len(val), 1) + 1)
+    std = d.get("std")
+    band = {k: _arr(v) for k, v in std.items()} if std else {}
+    suffix = f" (mean of {d.get('n_runs')})" if std else ""
+
+    def shade(ax, key, values, color, scale=1.0):
+        sd = band.get(key)
+        if sd is not None and len(sd) == len(values) and len(values):
+            ax.fill_between(ep[:len(values)], (values - sd) * scale, (values + sd) * scale, color=color,
+                            alpha=0.22, lw=0)
+
     if len(loss):
-        ax_loss.plot(ep[:len(loss)], loss, color=TRAIN_COLOR, lw=1.1, label="training")
+        ax_loss.plot(ep[:len(loss)], loss, color=TRAIN_COLOR, lw=1.1, label="training" + suffix)
+        shade(ax_loss, "loss", loss, TRAIN_COLOR)
     if len(val):
-        ax_loss.plot(ep[:len(val)], val, color=TEST_COLOR, lw=1.1, label="test")
+        ax_loss.plot(ep[:len(val)], val, color=TEST_COLOR, lw=1.1, label="test" + suffix)
+        shade(ax_loss, "val_loss", val, TEST_COLOR)
     finite = np.concatenate([loss[np.isfinite(loss)], val[np.isfinite(val)]])
     if finite.size and finite.min() > 0 and finite.max() / finite.min() > 20:
         ax_loss.set_yscale("log")
@@ -262,9 +281,11 @@ def _draw_curves(path: str, d: dict) -> None:
     ax_loss.set(title="Loss (categorical cross-entropy)", xlabel="epoch", ylabel="loss")
     ax_loss.legend(loc="upper right", frameon=False)
     if len(acc):
-        ax_acc.plot(ep[:len(acc)], acc * 100, color=TRAIN_COLOR, lw=1.1, label="training")
+        ax_acc.plot(ep[:len(acc)], acc * 100, color=TRAIN_COLOR, lw=1.1, label="training" + suffix)
+        shade(ax_acc, "accuracy", acc, TRAIN_COLOR, 100)
     if len(vacc):
-        ax_acc.plot(ep[:len(vacc)], vacc * 100, color=TEST_COLOR, lw=1.1, label="test")
+        ax_acc.plot(ep[:len(vacc)], vacc * 100, color=TEST_COLOR, lw=1.1, label="test" + suffix)
+        shade(ax_acc, "val_accuracy", vacc, TEST_COLOR, 100)
     both = np.concatenate([acc[np.isfinite(acc)], vacc[np.isfinite(vacc)]]) * 100
     if both.size:
         # Zoom on the interesting part: the last 90% of the epochs decide the reading.

@@ -24,7 +24,7 @@ from labreport.report import claims, describe, observations as observations_mod,
 from labreport.report import q2 as q2_mod, q3 as q3_mod
 from labreport.report.claims import Claim
 from labreport.report.figures import EQUATIONS
-from labreport.results.run import NOT_RUN, Run, best_run
+from labreport.results.run import NOT_RUN, Aggregate, Run, best_run
 
 BANNER = "SMOKE RUN (--quick): numbers are not the lab's"
 # The labels of a card's metric table; verify reads them from here.
@@ -156,6 +156,10 @@ class Card:
     observations: tuple[str, ...]
     comment: str  # the students' Markdown (rendered by the HTML writer)
     quick: bool
+    # Repeats (N > 1): every run's seed and numbers, and which run the details are of.
+    runs: tuple[dict, ...] = ()  # repeat, seed, status, test_accuracy, test_loss, macro_f1, median (printed)
+    median_note: str = ""
+    band: bool = False  # the curves are the mean ± std of the runs
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,7 @@ class TableRow:
     best_epoch: str
     duration: str
     epochs_run: str
+    runs: str = ""  # "3" or "2 of 3" when the part has repeats
 
 
 @dataclass(frozen=True)
@@ -198,6 +203,7 @@ class PartView:
     samples: str | None
     hog: str | None
     cards: tuple[Card, ...]
+    repeated: bool = False  # an experiment of the part declares repeats > 1: the table has a Runs column
 
     @property
     def anchor(self) -> str:
@@ -268,6 +274,7 @@ class Report:
     claims: tuple[Claim, ...] = field(repr=False, default=())
     figure_keys: tuple[str, ...] = ()
     info: RenderInfo | None = None
+    repeated: bool = False  # some experiment declares repeats > 1 (the noise rule is explained)
 
     def context(self, fig: Callable[[str | None], Any], markdown: Callable[[str], Any]) -> dict:
         """The Jinja context: the model, plus ``fig(key)`` and ``markdown(text)`` from the writer."""
@@ -276,7 +283,8 @@ class Report:
                 "toc": self.toc, "q1": self.q1, "q2": self.q2, "q3": self.q3, "q3_rows": self.q3_rows,
                 "parts": self.parts, "appendix": self.appendix, "generator": self.generator,
                 "warnings": self.warnings, "fig": fig, "markdown": markdown,
-                "eq": {key: fig(f"eq:{key}") for key in EQUATIONS}, "capacity_fig": fig("capacity")}
+                "eq": {key: fig(f"eq:{key}") for key in EQUATIONS}, "capacity_fig": fig("capacity"),
+                "noise_rule": comparisons_mod.NOISE_RULE}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -291,31 +299,89 @@ def _res(name: str, *path: str) -> str:
     return f"results:{name}/" + "/".join(path)
 
 
+def _src(run: Run, *path: str) -> str:
+    """A source in results.json of this run (repeat 1: the entry's result; repeat r: more_runs/r-2)."""
+    return f"{run.source}/" + "/".join(path)
+
+
+HEADLINE_LABELS = {"test_accuracy": "test accuracy", "test_loss": "test loss", "macro_f1": "macro F1"}
+
+
+def headline_text(run: Run, key: str, fmt: Callable[..., str]) -> str:
+    """The printed value of ``key`` for an experiment: repeat 1's value with one run (as before
+    repeats), 'mean ± std' over the measured runs with several (std left out below 2 runs)."""
+    h, n, label = run.headline(key), run.name, HEADLINE_LABELS[key]
+    if not run.repeated:
+        return fmt(h.mean, what=f"{label} of {n}", src=run.headline_source(key))
+    text = fmt(h.mean, what=f"mean {label} of {n}", src=Aggregate.mean_source(n, key))
+    if h.std is not None:
+        text += " ± " + fmt(h.std, what=f"standard deviation of the {label} of {n}", src=Aggregate.std_source(n, key))
+    return text
+
+
+def runs_count(run: Run, *, word: bool = True) -> str:
+    """'3 runs' or '2 of 3 runs' (measured of declared); without ``word``: '3', '2 of 3'."""
+    n, agg = run.name, run.aggregate
+    k = claims.count(agg.n_measured, what=f"measured runs of {n}",
+                     src=f"formula: runs of {n} with status ok in results:{n} and results:{n}/more_runs")
+    if agg.n_measured != agg.n_declared:
+        k += f" of {claims.count(agg.n_declared, what=f'runs declared for {n}', src=f'config:{n}/repeats')}"
+    return f"{k} run{'' if agg.n_declared == 1 else 's'}" if word else k
+
+
 def metric_rows(run: Run) -> tuple[tuple[str, str], ...]:
     if not run.result:
         return ()
-    f, n, L = run.facts, run.name, METRIC_LABELS
-    rows = [
-        (L["test_loss"], claims.num(run.test_loss, what=f"test loss of {n}", src=_res(n, "metrics", "test_loss"))),
-        (L["test_accuracy"], claims.pct(run.test_accuracy, what=f"test accuracy of {n}",
-                                        src=_res(n, "metrics", "test_accuracy"))),
-        (L["macro_f1"], claims.num(run.macro_f1, what=f"macro F1 of {n}", src=_res(n, "metrics", "macro_f1"))),
-    ]
-    m = run.metrics
+    n, L = run.name, METRIC_LABELS
+    if run.repeated:
+        rows = [(L[k], f"{headline_text(run, k, fmt)} ({runs_count(run)})")
+                for k, fmt in (("test_loss", claims.num), ("test_accuracy", claims.pct), ("macro_f1", claims.num))]
+        detail = run.aggregate.median or run  # the other numbers are the median run's
+    else:
+        rows = [(L[k], headline_text(run, k, fmt))
+                for k, fmt in (("test_loss", claims.num), ("test_accuracy", claims.pct), ("macro_f1", claims.num))]
+        detail = run
+    f, m = detail.facts, detail.metrics
     if isinstance(m.get("train_loss"), (int, float)):
         rows.append((L["train_loss"], claims.num(m["train_loss"], what=f"training loss of {n}",
-                                                 src=_res(n, "metrics", "train_loss"))))
+                                                 src=_src(detail, "metrics", "train_loss"))))
     if isinstance(m.get("train_accuracy"), (int, float)):
         rows.append((L["train_accuracy"], claims.pct(m["train_accuracy"], what=f"training accuracy of {n}",
-                                                     src=_res(n, "metrics", "train_accuracy"))))
-    rows.append((L["epochs_run"], f"{claims.count(f['epochs_run'], what=f'epochs run by {n}', src=_res(n, 'history'))}"
+                                                     src=_src(detail, "metrics", "train_accuracy"))))
+    rows.append((L["epochs_run"], f"{claims.count(f['epochs_run'], what=f'epochs run by {n}', src=_src(detail, 'history'))}"
                                   f" of {claims.count(run.spec.epochs, what=f'epochs of {n}', src=f'config:{n}/epochs')}"))
     if f["best_epoch"]:
         rows.append((L["min_test_loss"],
-                     f"{claims.num(f['min_test_loss'], what=f'minimum test loss of {n}', src=_res(n, 'history', 'val_loss'))}"
-                     f" at epoch {claims.count(f['best_epoch'], what=f'best epoch of {n}', src=_res(n, 'history', 'val_loss'))}"))
-    rows.append((L["duration_s"], claims.seconds(run.duration_s, what=f"run time of {n}", src=_res(n, "duration_s"))))
+                     f"{claims.num(f['min_test_loss'], what=f'minimum test loss of {n}', src=_src(detail, 'history', 'val_loss'))}"
+                     f" at epoch {claims.count(f['best_epoch'], what=f'best epoch of {n}', src=_src(detail, 'history', 'val_loss'))}"))
+    rows.append((L["duration_s"], claims.seconds(detail.duration_s, what=f"run time of {n}", src=_src(detail, "duration_s"))))
     return tuple(rows)
+
+
+def run_rows(run: Run) -> tuple[dict, ...]:
+    """Every run of a repeated experiment: its number, seed, status and test numbers (as printed)."""
+    if not run.repeated:
+        return ()
+    n, median = run.name, run.aggregate.median
+    out = []
+    for r in run.aggregate.runs:
+        k = r.repeat
+        measured = r.status not in (NOT_RUN, "failed") and r.result is not None
+        with claims.about(n):
+            out.append({
+                "repeat": claims.count(k, what=f"run number of {n}", src=f"config:{n}/repeats"),
+                "seed": claims.text(str(r.spec.seed), what=f"seed of run {k} of {n}",
+                                    src=f"formula: repeat_seed(config:{n}/seed, {k})", value=r.spec.seed),
+                "status": r.status,
+                "test_accuracy": claims.pct(r.test_accuracy, what=f"test accuracy of {n} run {k}",
+                                            src=_src(r, "metrics", "test_accuracy")) if measured else "",
+                "test_loss": claims.num(r.test_loss, what=f"test loss of {n} run {k}",
+                                        src=_src(r, "metrics", "test_loss")) if measured else "",
+                "macro_f1": claims.num(r.macro_f1, what=f"macro F1 of {n} run {k}",
+                                       src=_src(r, "metrics", "macro_f1")) if measured else "",
+                "median": median is not None and r.repeat == median.repeat,
+            })
+    return tuple(out)
 
 
 def part_intro(part: str, runs: Sequence[Run]) -> tuple[str, ...]:
@@ -342,7 +408,8 @@ def part_intro(part: str, runs: Sequence[Run]) -> tuple[str, ...]:
 def _row(r: Run, anchors: Anchors, best: str | None) -> TableRow:
     n, c = r.name, claims
     measured = r.status not in (NOT_RUN, "failed")
-    f = r.facts if r.result else {"best_epoch": None, "epochs_run": 0}
+    detail = (r.aggregate.median or r) if r.repeated else r  # best epoch and time: the median run's
+    f = detail.facts if detail.result else {"best_epoch": None, "epochs_run": 0}
     with claims.about(n):
         return TableRow(
             name=n, anchor=anchors.row(n), card_anchor=anchors.card(n), status=r.status, chosen=r.spec.chosen,
@@ -350,24 +417,39 @@ def _row(r: Run, anchors: Anchors, best: str | None) -> TableRow:
             n_params=c.count(r.n_params, what=f"parameters of {n}", src=f"config:{n}/total"),
             batch_size=c.count(r.spec.batch_size, what=f"batch size of {n}", src=f"config:{n}/batch_size"),
             epochs=c.count(r.spec.epochs, what=f"epochs of {n}", src=f"config:{n}/epochs"),
-            test_loss=c.num(r.test_loss, what=f"test loss of {n}", src=_res(n, "metrics", "test_loss")) if measured else "",
-            test_accuracy=c.pct(r.test_accuracy, what=f"test accuracy of {n}",
-                                src=_res(n, "metrics", "test_accuracy")) if measured else "",
-            macro_f1=c.num(r.macro_f1, what=f"macro F1 of {n}", src=_res(n, "metrics", "macro_f1")) if measured else "",
-            best_epoch=(c.count(f["best_epoch"], what=f"best epoch of {n}", src=_res(n, "history", "val_loss"))
+            test_loss=headline_text(r, "test_loss", c.num) if measured else "",
+            test_accuracy=headline_text(r, "test_accuracy", c.pct) if measured else "",
+            macro_f1=headline_text(r, "macro_f1", c.num) if measured else "",
+            best_epoch=(c.count(f["best_epoch"], what=f"best epoch of {n}", src=_src(detail, "history", "val_loss"))
                         if measured and f["best_epoch"] else "—"),
-            duration=c.seconds(r.duration_s, what=f"run time of {n}", src=_res(n, "duration_s")) if measured else "",
+            duration=(_total_time(r) if r.repeated else
+                      c.seconds(r.duration_s, what=f"run time of {n}", src=_res(n, "duration_s"))) if measured else "",
             epochs_run=(c.count(f["epochs_run"], what=f"epochs run by {n}", src=_res(n, "history"))
                         if r.status == "failed" else ""),  # printed only as "FAILED after N epochs"
+            runs=runs_count(r, word=False) if r.repeated and measured else "",
         )
+
+
+def _total_time(r: Run) -> str:
+    total = sum(x.duration_s for x in r.aggregate.runs if x.duration_s is not None)
+    return claims.seconds(total, what=f"run time of all runs of {r.name}",
+                          src=f"formula: sum of results:{r.name}/duration_s and results:{r.name}/more_runs/*/duration_s")
 
 
 def _card(r: Run, anchors: Anchors, best_names: set[str], warnings: list[str]) -> Card:
     n = r.name
     error = str((r.result or {}).get("error") or "")
-    with claims.about(n, source=f"formula: from results:{n}/history and results:{n}/confusion"):
+    # With repeats, the confusion matrix, the pairs and the observations are the median run's.
+    d = (r.aggregate.median or r) if r.repeated else r
+    median_note = ""
+    if r.repeated and r.aggregate.median is not None:
+        with claims.about(n):
+            median_note = (f"Confusion matrix, most confused pairs, observations and the detail rows above: run"
+                           f" {claims.count(d.repeat, what=f'median run of {n}', src=f'formula: median of the test accuracies of the measured runs of {n}')}"
+                           f" (the median run by test accuracy, seed {claims.text(str(d.spec.seed), what=f'seed of run {d.repeat} of {n}', src=f'formula: repeat_seed(config:{n}/seed, {d.repeat})', value=d.spec.seed)}).")
+    with claims.about(n, source=f"formula: from {d.source}/history and {d.source}/confusion"):
         try:
-            observations = tuple(observations_mod.observations(r))
+            observations = tuple(observations_mod.observations(d))
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             # A malformed result.json must not hide the other 23 experiments.
             observations = (f"This result could not be analysed ({type(exc).__name__}: {exc}).",)
@@ -377,21 +459,23 @@ def _card(r: Run, anchors: Anchors, best_names: set[str], warnings: list[str]) -
         short = describe.short_model(r.spec)
         hyper = tuple(describe.hyperparameters(r.spec))
     metrics = metric_rows(r)
+    runs = run_rows(r)
     pairs: tuple[dict, ...] = ()
-    if r.measured:
-        with claims.about(n, source=_res(n, "confused_pairs")):
+    if d.measured:
+        with claims.about(n, source=_src(d, "confused_pairs")):
             pairs = tuple({"true_name": p.get("true_name"), "predicted_name": p.get("predicted_name"),
                            "count": claims.count(p.get("count"), what=f"confusions of {n}"),
                            "share": claims.pct(p.get("share_of_true"), 1, what=f"share of true class ({n})")}
-                          for p in (r.result or {}).get("confused_pairs") or ())
-    has_curves = bool(r.result) and any(r.history.values())
-    has_cm = bool((r.result or {}).get("confusion")) and r.status != "failed"
+                          for p in (d.result or {}).get("confused_pairs") or ())
+    has_curves = bool(d.result) and any(d.history.values())
+    has_cm = bool((d.result or {}).get("confusion")) and d.status != "failed"
     return Card(
         name=n, anchor=anchors.card(n), part=r.spec.part, status=r.status, error=error,
-        stale=is_stale(r.spec, r.result), chosen=r.spec.chosen, best=n in best_names,
+        stale=any(is_stale(x.spec, x.result) for x in r.aggregate.runs), chosen=r.spec.chosen, best=n in best_names,
         description=description, short=short, hyper=hyper, metrics=metrics,
         curves=f"curves:{n}" if has_curves else None, confusion=f"confusion:{n}" if has_cm else None,
         pairs=pairs, observations=observations, comment=r.spec.comment, quick=bool((r.result or {}).get("quick")),
+        runs=runs, median_note=median_note, band=r.repeated and r.aggregate.n_measured >= 2,
     )
 
 
@@ -455,6 +539,7 @@ def _build(config: LabConfig, runs: Sequence[Run], info: RenderInfo, quick: bool
             best_sentence=best_sentence, conclusions=tuple(conclusions), comparisons=comp_sentences,
             compare=f"compare:{p}" if measured_rows else None, samples=f"samples:{dataset}",
             hog=("hog" if any(r.spec.hog for r in mine) else None), cards=tuple(cards),
+            repeated=any(r.repeated for r in mine),
         ))
 
     # Question 2: the chosen model of each part.
@@ -535,7 +620,7 @@ def _build(config: LabConfig, runs: Sequence[Run], info: RenderInfo, quick: bool
                   "problems": tuple({"name": pr.name, "anchor": anchors.card(pr.name), "status": pr.status,
                                      "error": pr.error} for pr in problems)},
         generator=info.generator, warnings=tuple(warnings), anchors=anchors, info=info,
-        figure_keys=_figure_keys(part_views, runs),
+        figure_keys=_figure_keys(part_views, runs), repeated=any(r.repeated for r in runs),
     )
 
 

@@ -92,11 +92,12 @@ def best_sentence(best: Run | None) -> str:
     if not best:
         return "No successful result yet in this part."
     n = best.name
+    mean = "mean " if best.repeated else ""
     with claims.about(n):
-        return (f"Best model of this part: {n} — test accuracy"
-                f" {pct(best.test_accuracy, what=f'test accuracy of {n}', src=f'results:{n}/metrics/test_accuracy')},"
-                f" test loss {num(best.test_loss, what=f'test loss of {n}', src=f'results:{n}/metrics/test_loss')},"
-                f" macro F1 {num(best.macro_f1, what=f'macro F1 of {n}', src=f'results:{n}/metrics/macro_f1')},"
+        return (f"Best model of this part: {n} — {mean}test accuracy"
+                f" {pct(best.headline_accuracy, what=f'{mean}test accuracy of {n}', src=best.headline_source('test_accuracy'))},"
+                f" test loss {num(best.headline('test_loss').mean, what=f'{mean}test loss of {n}', src=best.headline_source('test_loss'))},"
+                f" macro F1 {num(best.headline('macro_f1').mean, what=f'{mean}macro F1 of {n}', src=best.headline_source('macro_f1'))},"
                 f" {fmt(best.n_params, what=f'parameters of {n}', src=f'config:{n}/total')} parameters.")
 
 
@@ -108,11 +109,14 @@ def part_conclusions(runs: Sequence[Run], best: Run | None, comps: Sequence[Comp
     ranked = sorted(measured, key=sort_key_best)
     if best:
         worst = ranked[-1]
-        rb, rw = f"results:{best.name}/metrics/test_accuracy", f"results:{worst.name}/metrics/test_accuracy"
-        spread = points(best.test_accuracy - worst.test_accuracy, sign=False,
-                        what="spread of test accuracy in the part", src=f"formula: {rb} − {rw}")
-        out.append(f"{best.name} has the best test accuracy ({pct(best.test_accuracy, what=f'test accuracy of {best.name}', src=rb)});"
-                   f" {worst.name} the lowest ({pct(worst.test_accuracy, what=f'test accuracy of {worst.name}', src=rw)}),"
+        rb, rw = best.headline_source("test_accuracy"), worst.headline_source("test_accuracy")
+        wb = "mean test accuracy" if best.repeated else "test accuracy"
+        ww = "mean test accuracy" if worst.repeated else "test accuracy"
+        spread = points(best.headline_accuracy - worst.headline_accuracy, sign=False,
+                        what="spread of test accuracy in the part",
+                        src=f"formula: {rb} − {rw}" if not (best.repeated or worst.repeated) else f"formula: ({rb}) − ({rw})")
+        out.append(f"{best.name} has the best {wb} ({pct(best.headline_accuracy, what=f'{wb} of {best.name}', src=rb)});"
+                   f" {worst.name} the lowest ({pct(worst.headline_accuracy, what=f'{ww} of {worst.name}', src=rw)}),"
                    f" a spread of {spread}"
                    f" points over {plural(len(measured), 'model')}.")
     chosen = [r for r in runs if r.spec.chosen]
@@ -121,7 +125,7 @@ def part_conclusions(runs: Sequence[Run], best: Run | None, comps: Sequence[Comp
         if c.name == best.name:
             out.append(f"The chosen model ({c.name}) is also the most accurate one.")
         elif c.measured:
-            out.append(f"The chosen model ({c.name}, {pct(c.test_accuracy)}) is {points(best.test_accuracy - c.test_accuracy, sign=False)}"
+            out.append(f"The chosen model ({c.name}, {pct(c.headline_accuracy)}) is {points(best.headline_accuracy - c.headline_accuracy, sign=False)}"
                        f" points below the best; it has {fmt(c.n_params)} parameters vs {fmt(best.n_params)}.")
     out += comparison_summaries(comps)
     over = []

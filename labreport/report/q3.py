@@ -49,7 +49,7 @@ def capacity(runs: Sequence[Run]) -> Capacity:
         if not mine:
             continue
         ps = [r.n_params for r in mine]
-        accs = [r.test_accuracy for r in mine if r.test_accuracy is not None]
+        accs = [r.headline_accuracy for r in mine if r.headline_accuracy is not None]
         rows.append(CapacityRow(part, PART_TITLES[part], _kind(mine[0].spec), len(mine), min(ps), max(ps),
                                 min(accs) if accs else None, max(accs) if accs else None))
     sentences: list[str] = []
@@ -79,9 +79,9 @@ def capacity(runs: Sequence[Run]) -> Capacity:
         sentences.append(text)
         sbest, dbest = best_run(sh), best_run(dp)
         if sbest and dbest:
-            d = dbest.test_accuracy - sbest.test_accuracy
-            sentences.append(f"Best test accuracy on {title}: MLP {sbest.name} {pct(sbest.test_accuracy)}"
-                             f" ({fmt(sbest.n_params)} parameters), CNN {dbest.name} {pct(dbest.test_accuracy)}"
+            d = dbest.headline_accuracy - sbest.headline_accuracy
+            sentences.append(f"Best test accuracy on {title}: MLP {sbest.name} {pct(sbest.headline_accuracy)}"
+                             f" ({fmt(sbest.n_params)} parameters), CNN {dbest.name} {pct(dbest.headline_accuracy)}"
                              f" ({fmt(dbest.n_params)} parameters): {points(d)} points for the CNN.")
             verdict += (f", and the best CNN is {'more' if d > 0 else 'less' if d < 0 else 'as'} accurate"
                         f" {'than' if d else 'as'} the best MLP ({points(d)} points)")
@@ -133,8 +133,8 @@ def _worked_example(runs: Sequence[Run]) -> str:
              f", so the CNN has {claims.ratio(1 / ratio, what='parameters of the CNN per parameter of the MLP', src=how)}"
              " times as many.")
     if mlp.measured and cnn.measured:
-        d = cnn.test_accuracy - mlp.test_accuracy
-        text += (f" Test accuracy: MLP {pct(mlp.test_accuracy)}, CNN {pct(cnn.test_accuracy)}"
+        d = cnn.headline_accuracy - mlp.headline_accuracy
+        text += (f" Test accuracy: MLP {pct(mlp.headline_accuracy)}, CNN {pct(cnn.headline_accuracy)}"
                  f" ({points(d)} points for the CNN).")
     return text
 

@@ -260,7 +260,13 @@ def _fig(ref: FigureRef | None, out_dir: Path) -> Fig | None:
 
 
 def load_runs(config: LabConfig, build: Path, quick: bool = False) -> list[Run]:
-    return [Run(spec, store.read_result(build, spec.name, quick)) for spec in config.experiments]
+    """One Run per declared experiment (repeat 1), carrying its repeats 2..N in ``more_runs``."""
+    out = []
+    for spec in config.experiments:
+        first, *more = spec.runs()
+        out.append(Run(first, store.read_result(build, spec.name, quick),
+                       tuple(Run(s, store.read_result(build, spec.name, quick, repeat=s.repeat)) for s in more)))
+    return out
 
 
 def plan_figures(report: model.Report, runs: Sequence[Run], figs: Figures, data_dir: Path) -> dict[str, FigureRef | None]:
@@ -271,18 +277,28 @@ def plan_figures(report: model.Report, runs: Sequence[Run], figs: Figures, data_
         kind, _, arg = key.partition(":")
         if kind == "curves":
             r = by_name[arg]
-            refs[key] = figs.curves(r.name, r.history, r.facts["best_epoch"])
+            agg = r.aggregate
+            if r.repeated and agg.n_measured >= 2:  # the mean of the runs with a band of ± one std
+                curves = agg.curves()
+                refs[key] = figs.curves(r.name, {k: m for k, (m, _) in curves.items()}, None,
+                                        std={k: sd for k, (_, sd) in curves.items()}, n_runs=agg.n_measured)
+            else:
+                d = (agg.median or r) if r.repeated else r
+                refs[key] = figs.curves(r.name, d.history, d.facts["best_epoch"])
         elif kind == "confusion":
             r = by_name[arg]
-            refs[key] = figs.confusion(r.name, r.result["confusion"], r.class_names)
+            d = (r.aggregate.median or r) if r.repeated else r
+            refs[key] = figs.confusion(r.name, d.result["confusion"], d.class_names)
         elif kind == "compare":
-            rows = [{"name": r.name, "test_accuracy": r.test_accuracy, "test_loss": r.test_loss,
+            rows = [{"name": r.name, "test_accuracy": r.headline("test_accuracy").mean,
+                     "test_loss": r.headline("test_loss").mean,
                      "chosen": r.spec.chosen, "best": r.name == (best.name if best else None)}
                     for best in [best_run(x for x in runs if x.spec.part == arg)]
                     for r in runs if r.spec.part == arg and r.test_accuracy is not None and r.status == "ok"]
             refs[key] = figs.part_comparison(arg, rows) if rows else None
         elif kind == "capacity":
-            points = [{"name": r.name, "part": r.spec.part, "n_params": r.n_params, "test_accuracy": r.test_accuracy,
+            points = [{"name": r.name, "part": r.spec.part, "n_params": r.n_params,
+                       "test_accuracy": r.headline("test_accuracy").mean,
                        "chosen": r.spec.chosen} for r in runs if r.status == "ok" and r.measured]
             refs[key] = figs.capacity(points) if points else None
         elif kind == "samples":
@@ -315,12 +331,19 @@ def results_document(config: LabConfig, runs: Sequence[Run], quick: bool) -> dic
         "quick": quick,
         "config": Path(config.path).name,
         "experiments_toml": config.source_text,
-        "experiments": [
-            {"name": r.name, "part": r.spec.part, "status": r.status, "n_params": r.n_params,
-             "stale": model.is_stale(r.spec, r.result), "result": r.result}
-            for r in runs
-        ],
+        "experiments": [_entry(r) for r in runs],
     }
+
+
+def _entry(r: Run) -> dict:
+    """One experiment of results.json: ``result`` is repeat 1's (as before repeats); with
+    ``repeats = N > 1`` also ``repeats`` and ``more_runs`` (repeat 2..N, null if not run yet)."""
+    entry = {"name": r.name, "part": r.spec.part, "status": r.status, "n_params": r.n_params,
+             "stale": model.is_stale(r.spec, r.result), "result": r.result}
+    if r.spec.repeats > 1:
+        entry["repeats"] = r.spec.repeats
+        entry["more_runs"] = [m.result for m in r.more_runs]
+    return entry
 
 
 def template_digest(templates_dir: Path | None = None) -> dict:
