@@ -1,0 +1,365 @@
+"""Repeats, the report and verify side (issue U item 1): an experiment declared with
+``repeats = N`` is printed as mean ± sample std over its measured runs, with every run on
+demand, curves with a band and the median run's confusion matrix; comparisons judge a
+difference of means against the seed spread and the test-set error together; every new
+number is a claim verify re-derives, and results.json carries the runs (``more_runs``).
+
+Runs are synthetic (tests/fixtures/synthetic.py), written at the contract's paths:
+build/runs/NAME/result.json for repeat 1, build/runs/NAME/repeat-R/result.json for R > 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+
+from fixtures.synthetic import make_result, write_fake_data
+from labreport import config
+from labreport.config.spec import repeat_seed
+from labreport.grading import verify
+from labreport.report import comparisons, model, render
+from labreport.results import store
+from labreport.results.run import Aggregate, Run
+
+LAB = """\
+[report]
+title = "Repeats lab"
+authors = ["A"]
+
+[defaults]
+optimizer = { name = "rmsprop", learning_rate = 0.001, rho = 0.9 }
+seed = 1
+
+[[experiment]]
+name = "raw-a"
+part = "raw"
+hidden = 50
+activation = "tanh"
+dropout = 0.5
+batch_size = 4096
+epochs = 20
+chosen = true
+repeats = 3
+
+[[experiment]]
+name = "raw-b"
+from = "raw-a"
+activation = "sigmoid"
+
+[[experiment]]
+name = "raw-c"
+from = "raw-a"
+hidden = 30
+repeats = 1
+
+[[experiment]]
+name = "cnn-a"
+part = "cnn"
+conv = [{ filters = 4, kernel = 3 }]
+hidden = 10
+activation = "relu"
+batch_size = 256
+epochs = 5
+chosen = true
+repeats = 3
+"""
+NOT_RUN = {("cnn-a", 3)}  # cnn-a: 2 of its 3 runs measured
+
+
+def result_path(build: Path, name: str, repeat: int) -> Path:
+    """The contract's storage: repeat 1 where an experiment without repeats is, repeat R in repeat-R/."""
+    folder = store.run_dir(build, name)
+    return (folder if repeat == 1 else folder / f"repeat-{repeat}") / "result.json"
+
+
+def write_runs(lab, build: Path, skip=NOT_RUN) -> dict[tuple[str, int], dict]:
+    out = {}
+    for spec in lab.experiments:
+        for run_spec in spec.runs():
+            if (spec.name, run_spec.repeat) in skip:
+                continue
+            result = make_result(run_spec, seed=run_spec.repeat)
+            result["repeat"] = run_spec.repeat
+            path = result_path(build, spec.name, run_spec.repeat)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store.write_json_atomic(path, {"schema": store.RESULT_SCHEMA, **result})
+            out[(spec.name, run_spec.repeat)] = result
+    return out
+
+
+@pytest.fixture(scope="module")
+def lab_pdf(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("repeats")
+    (tmp / "experiments.toml").write_text(LAB, encoding="utf-8")
+    lab = config.load(tmp / "experiments.toml")
+    build, data = tmp / "build", tmp / "data"
+    results = write_runs(lab, build)
+    write_fake_data(data)
+    rendered = render.render(lab, build, data_dir=data)
+    good = Path(shutil.copy(rendered.pdf_path, tmp / "good.pdf"))
+    html = rendered.html_path.read_text(encoding="utf-8")
+    runs = render.load_runs(lab, build)
+    report = model.build(lab, runs, model.RenderInfo("2000-01-01", "x"))
+    return {"tmp": tmp, "lab": lab, "build": build, "data": data, "good": good, "html": html, "report": report,
+            "results": results, "runs": {r.name: r for r in runs}}
+
+
+def acc(results, name, repeat) -> float:
+    return results[(name, repeat)]["metrics"]["test_accuracy"]
+
+
+# --------------------------------------------------------------------------- the aggregate view
+def _result(accuracy, loss=0.1, status="ok", history=None):
+    return {"status": status, "metrics": {"test_accuracy": accuracy, "test_loss": loss, "macro_f1": 0.9},
+            "history": history or {}}
+
+
+def _runs(lab, name, results):
+    spec = lab.by_name(name) if hasattr(lab, "by_name") else lab
+    first, *more = spec.runs()
+    return Run(first, results[0], tuple(Run(s, r) for s, r in zip(more, results[1:])))
+
+
+def test_aggregate_mean_sample_std_measured_runs_and_the_median(lab_pdf):
+    lab = lab_pdf["lab"]
+    accs = [0.97, 0.95, 0.96]
+    run = _runs(lab, "raw-a", [_result(a, loss=1 - a) for a in accs])
+    agg = run.aggregate
+    assert (agg.n_declared, agg.n_measured) == (3, 3)
+    stat = run.headline("test_accuracy")
+    assert stat.mean == pytest.approx(statistics.mean(accs))
+    assert stat.std == pytest.approx(statistics.stdev(accs))  # n - 1
+    assert stat.n == 3 and run.headline_source("test_accuracy") == Aggregate.mean_source("raw-a", "test_accuracy")
+    assert agg.median.repeat == 3  # 0.95 < 0.96 < 0.97
+    # Even count: the lower middle one; ties: the lower repeat. Untrusted values: only finite numbers count.
+    run = _runs(lab, "raw-a", [_result(0.96), _result(0.96), _result(float("nan"))])
+    assert run.aggregate.n_measured == 2 and run.aggregate.median.repeat == 1
+    run = _runs(lab, "raw-a", [_result(0.97), _result(0.95), None])
+    assert run.aggregate.median.repeat == 2 and run.headline("test_accuracy").n == 2
+    run = _runs(lab, "raw-a", [_result(0.97), _result("0.99"), _result(0.5, status="failed")])
+    stat = run.headline("test_accuracy")
+    assert (stat.mean, stat.std, stat.n) == (0.97, None, 1)  # one measured run: no std
+
+
+def test_aggregate_curves_are_the_per_epoch_mean_and_std(lab_pdf):
+    lab = lab_pdf["lab"]
+    hists = [{"val_loss": [1.0, 0.5, 0.4]}, {"val_loss": [1.2, 0.7]}, {"val_loss": [0.8, 0.3, 0.2]}]
+    run = _runs(lab, "raw-a", [_result(0.9, history=h) for h in hists])
+    mean, std = run.aggregate.curves()["val_loss"]
+    assert mean == pytest.approx([1.0, 0.5])  # the epochs every run recorded
+    assert std == pytest.approx([statistics.stdev([1.0, 1.2, 0.8]), statistics.stdev([0.5, 0.7, 0.3])])
+
+
+def test_one_run_reads_and_prints_as_before(lab_pdf):
+    r = lab_pdf["runs"]["raw-c"]
+    assert not r.repeated and r.more_runs == ()
+    assert r.headline("test_accuracy").mean == r.test_accuracy
+    assert r.headline_source("test_accuracy") == "results:raw-c/metrics/test_accuracy"
+    entry = next(e for e in render.results_document(lab_pdf["lab"], list(lab_pdf["runs"].values()), False)["experiments"]
+                 if e["name"] == "raw-c")
+    assert "repeats" not in entry and "more_runs" not in entry
+    claims = [c for c in lab_pdf["report"].claims if c.anchor == "exp-raw-c" and c.what == "test accuracy of raw-c"]
+    assert [c.source for c in claims] == ["results:raw-c/metrics/test_accuracy"]
+
+
+def test_repeat_seeds_follow_the_contract():
+    assert repeat_seed(7, 1) == 7
+    seeds = {repeat_seed(7, r) for r in range(2, 21)}
+    assert len(seeds) == 19 and all(1 <= s <= 2**31 - 1 for s in seeds) and repeat_seed(7, 2) == repeat_seed(7, 2)
+
+
+# --------------------------------------------------------------------------- the report
+def test_results_json_carries_every_run(lab_pdf):
+    doc = json.loads((lab_pdf["build"] / "results.json").read_text(encoding="utf-8"))
+    entries = {e["name"]: e for e in doc["experiments"]}
+    assert entries["raw-a"]["repeats"] == 3 and entries["raw-a"]["result"]["repeat"] == 1
+    assert [r["repeat"] for r in entries["raw-a"]["more_runs"]] == [2, 3]
+    assert entries["cnn-a"]["more_runs"][1] is None  # repeat 3 not run yet
+    assert "more_runs" not in entries["raw-c"]
+
+
+def test_cards_and_tables_print_mean_std_and_every_run(lab_pdf):
+    report, results, html = lab_pdf["report"], lab_pdf["results"], lab_pdf["html"]
+    accs = [acc(results, "raw-a", r) for r in (1, 2, 3)]
+    mean, std = statistics.mean(accs), statistics.stdev(accs)
+    card = next(c for p in report.parts for c in p.cards if c.name == "raw-a")
+    row = dict(card.metrics)[model.METRIC_LABELS["test_accuracy"]]
+    assert row == f"{100 * mean:.2f}% ± {100 * std:.2f}% (3 runs)"
+    assert [r["test_accuracy"] for r in card.runs] == [f"{100 * a:.2f}%" for a in accs]
+    spec = lab_pdf["lab"].by_name("raw-a")
+    assert [r["seed"] for r in card.runs] == [str(s.seed) for s in spec.runs()]
+    median = sorted(range(3), key=lambda i: (accs[i], i))[1] + 1
+    assert [r["median"] for r in card.runs] == [k == median for k in (1, 2, 3)]
+    assert f"run {median} (the median run by test accuracy" in card.median_note
+    assert card.band and "the band one standard deviation either side" in html
+    cnn = next(c for p in report.parts for c in p.cards if c.name == "cnn-a")
+    assert dict(cnn.metrics)[model.METRIC_LABELS["test_accuracy"]].endswith("(2 of 3 runs)")
+    assert [r["status"] for r in cnn.runs] == ["ok", "ok", "not run"]
+    raw = next(p for p in report.parts if p.part == "raw")
+    assert raw.repeated and [r.runs for r in raw.rows] == ["3", "3", ""]
+    assert raw.rows[0].test_accuracy == f"{100 * mean:.2f}% ± {100 * std:.2f}%"
+    c = next(c for c in report.claims if c.anchor == "exp-raw-a" and c.what == "standard deviation of the test"
+             " accuracy of raw-a")
+    assert c.source.startswith("formula: sample standard deviation (n − 1) of results:raw-a/metrics/test_accuracy")
+    run2 = next(c for c in report.claims if c.what == "test accuracy of raw-a run 2")
+    assert run2.source == "results:raw-a/more_runs/0/metrics/test_accuracy"
+
+
+def test_the_median_runs_confusion_matrix_and_a_band_are_drawn(lab_pdf):
+    figs = sorted((lab_pdf["build"] / "figures").glob("curves-*.png"))
+    assert len(figs) == 4  # one per experiment, band or not
+    runs = lab_pdf["runs"]
+    median = runs["raw-a"].aggregate.median
+    from labreport.report.figures import Figures
+
+    ref = Figures(lab_pdf["build"] / "figures").confusion("raw-a", median.result["confusion"], median.class_names)
+    assert ref.path.exists()  # the card's matrix is the median run's
+    if median.repeat != 1:
+        first = Figures(lab_pdf["build"] / "figures").confusion("raw-a", runs["raw-a"].result["confusion"],
+                                                                runs["raw-a"].class_names)
+        assert not first.path.exists()
+
+
+def test_comparisons_use_the_seed_spread_and_the_test_set_error(lab_pdf):
+    runs = lab_pdf["runs"]
+    a, b = runs["raw-a"], runs["raw-b"]
+    comp = comparisons.compare(a, b, "activation")
+    sa, sb = a.headline("test_accuracy"), b.headline("test_accuracy")
+    se = [math.sqrt(s.mean * (1 - s.mean) / 10_000) for s in (sa, sb)]
+    want = math.sqrt(se[0] ** 2 + se[1] ** 2 + sa.std ** 2 / 3 + sb.std ** 2 / 3)
+    assert comparisons.noise(a, b) == pytest.approx(want)
+    assert comp.repeated and comp.significant == (abs(sa.mean - sb.mean) >= 2 * want)
+    assert f"{100 * 2 * want:.2f} points" in comp.sentence
+    assert ("within noise" in comp.sentence) != comp.significant
+    # One side without repeats borrows the other side's spread; one run each keeps today's rule.
+    c = runs["raw-c"]
+    sc = c.headline("test_accuracy")
+    se_c = math.sqrt(sc.mean * (1 - sc.mean) / 10_000)
+    assert comparisons.noise(a, c) == pytest.approx(math.sqrt(se[0] ** 2 + se_c ** 2 + sa.std ** 2 / 3
+                                                              + sa.std ** 2 / 1))
+    single = [Run(s, lab_pdf["results"][(s.name, 1)]) for s in (a.spec, c.spec)]
+    single = [Run(dataclass_replace(r.spec, repeats=1), r.result) for r in single]
+    assert comparisons.noise(*single) is None and "within noise" not in comparisons.compare(*single, "hidden").sentence
+    noise_claim = next(cl for cl in lab_pdf["report"].claims if cl.anchor == "conclusions-raw"
+                       and cl.what.startswith("noise of the difference raw-a − raw-b"))
+    assert noise_claim.text == f"{100 * 2 * want:.2f}"
+    from markupsafe import escape
+
+    assert str(escape(comparisons.NOISE_RULE)) in lab_pdf["html"]  # the rule, stated in the conclusions
+
+
+def dataclass_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
+
+
+# --------------------------------------------------------------------------- verify
+def test_the_report_with_repeats_verifies(lab_pdf):
+    v = verify.verify(lab_pdf["good"])
+    assert [f.line() for f in v.mismatches] == []
+    checked = [f.line() for f in v.findings if f.subject == "raw-a" and f.check.startswith("run 2 ")]
+    assert any("spec" in line and "cache key reproduced" in line for line in checked), checked
+    assert any(f.subject == "cnn-a" and f.check == "run 3" and f.status == verify.NOTE for f in v.findings)
+
+
+def _tampered(lab_pdf, name, anchor, old, new, after=""):
+    from test_claims import tampered
+
+    return tampered(lab_pdf, name, anchor, old, new, after)
+
+
+def _claim(report, anchor, what):
+    found = [c for c in report.claims if c.anchor == anchor and c.what == what]
+    assert found, (anchor, what)
+    return found[0]
+
+
+@pytest.mark.parametrize("what, anchor, after", [
+    ("mean test accuracy of raw-a", "exp-raw-a", ""),
+    ("standard deviation of the test accuracy of raw-a", "exp-raw-a", ""),
+    ("test accuracy of raw-a run 2", "exp-raw-a", 'class="data runs"'),
+    ("mean macro F1 of raw-b", "row-raw-b", ""),
+])
+def test_an_edited_mean_std_or_run_is_a_mismatch_with_its_page(lab_pdf, what, anchor, after):
+    c = _claim(lab_pdf["report"], anchor, what)
+    new = "12.34%" if c.text.endswith("%") else "0.1234"
+    bad = [f.line() for f in verify.verify(_tampered(lab_pdf, what.replace(" ", "-"), anchor, c.text, new,
+                                                     after)).mismatches]
+    assert any(f"#{anchor}" in line and "page " in line and "'" + new + "'" in line for line in bad), bad
+
+
+def test_an_edited_noise_figure_is_a_mismatch(lab_pdf):
+    c = next(c for c in lab_pdf["report"].claims if c.anchor == "conclusions-raw" and c.what.startswith("noise of"))
+    bad = [f.line() for f in verify.verify(_tampered(lab_pdf, "noise", "conclusions-raw", f"{c.text} points",
+                                                     "9.99 points", 'class="comparisons"')).mismatches]
+    assert any("#conclusions-raw" in line and "'9.99'" in line for line in bad), bad
+
+
+def test_a_run_edited_in_results_json_is_a_mismatch(lab_pdf):
+    from test_verify import edit_results
+
+    def forge(doc):
+        entry = next(e for e in doc["experiments"] if e["name"] == "raw-a")
+        entry["more_runs"][0]["metrics"]["test_accuracy"] += 0.01
+
+    v = verify.verify(edit_results(lab_pdf["good"], lab_pdf["tmp"] / "forged-run.pdf", forge))
+    bad = [f.line() for f in v.mismatches]
+    assert any(line.startswith("MISMATCH raw-a: run 2 measurements: test accuracy") for line in bad), bad
+    assert any("#exp-raw-a" in line for line in bad), bad  # the mean printed is not the attachments' mean
+
+
+def test_a_huge_or_wrong_more_runs_is_a_mismatch_not_a_crash(lab_pdf):
+    from test_verify import edit_results
+
+    def huge(doc):
+        entry = next(e for e in doc["experiments"] if e["name"] == "raw-a")
+        entry["more_runs"] = entry["more_runs"] + [None] * 200_000
+
+    v = verify.verify(edit_results(lab_pdf["good"], lab_pdf["tmp"] / "huge.pdf", huge))
+    assert [f.line() for f in v.mismatches if f.check == "repeats"] == [
+        "MISMATCH raw-a: repeats: experiments.toml declares 3 runs, results.json says repeats = 3 with"
+        " 200002 more_runs (should be 2)"]
+
+    def wrong(doc):
+        entry = next(e for e in doc["experiments"] if e["name"] == "raw-b")
+        entry["more_runs"] = {"a": 1}
+        entry["repeats"] = "3"
+
+    v = verify.verify(edit_results(lab_pdf["good"], lab_pdf["tmp"] / "wrong.pdf", wrong))
+    assert any(f.subject == "raw-b" and f.check == "repeats" for f in v.mismatches)
+
+
+def test_rerun_tolerance_is_the_measured_spread_when_there_is_one(lab_pdf):
+    from labreport.results.run import Stat
+
+    spec = lab_pdf["lab"].by_name("raw-a")
+    claimed = lab_pdf["results"][("raw-a", 1)]
+    fresh = dict(claimed, metrics={**claimed["metrics"], "test_accuracy": claimed["metrics"]["test_accuracy"] + 0.015})
+    f = verify.compare_rerun(spec, claimed, fresh, 0.01, Stat(0.97, 0.01, 3))
+    assert f.status == verify.OK and "tolerance ±2.00 points = max(default 1.00, 2 x std 1.00 over 3 runs):" \
+        " 2 x the std of the 3 measured runs" in f.detail
+    f = verify.compare_rerun(spec, claimed, fresh, 0.01, Stat(0.97, 0.001, 3))
+    assert f.status == verify.MISMATCH and f.detail.endswith("over 3 runs): the default)")
+    f = verify.compare_rerun(spec, claimed, fresh, 0.01, Stat(0.97, None, 1))
+    assert f.status == verify.MISMATCH and f.detail.endswith("tolerance ±1.00 points)")
+
+
+def test_rerun_trains_only_repeat_1_and_uses_the_spread(lab_pdf, tmp_path):
+    import io
+
+    from test_verify import FakeTrainer, fake_dataset
+
+    sub = verify.read_submission(lab_pdf["good"])
+    claimed = {"raw-a": acc(lab_pdf["results"], "raw-a", 1), "cnn-a": acc(lab_pdf["results"], "cnn-a", 1)}
+    trainer = FakeTrainer(claimed, {"raw-a": 0.0, "cnn-a": 0.0})
+    findings = verify.rerun(sub, 2, build=tmp_path / "build", train=trainer, load_dataset=fake_dataset,
+                            progress=io.StringIO())
+    assert sorted(trainer.calls) == [("cnn-a", False), ("raw-a", False)]  # one training each, not three
+    assert [f.status for f in findings] == [verify.OK, verify.OK]
+    assert "over 3 runs" in findings[0].detail and "over 2 runs" in findings[1].detail
