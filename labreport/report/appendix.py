@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from labreport.report.claims import count
 from labreport.results.run import NOT_RUN, Run, best_run, sort_key_best  # noqa: F401
 
 
@@ -16,15 +17,21 @@ class Timing:
     epochs_run: int
     duration_s: float | None
     epoch_s: float | None
+    source: str = ""  # the run's place in results.json (claims.py sources)
+    label: str = ""  # as printed: the name, or "NAME run R" for the runs of a repeated experiment
 
 
 def timings(runs: Sequence[Run]) -> tuple[tuple[Timing, ...], float]:
+    """One row per run (every run of a repeated experiment: the total is what the lab cost)."""
     rows = []
-    for r in runs:
-        res = r.result or {}
-        ep = res.get("epoch_s")
-        rows.append(Timing(r.name, r.spec.part, r.status, r.facts["epochs_run"] if r.result else 0, r.duration_s,
-                           float(ep) if isinstance(ep, (int, float)) else None))
+    for exp in runs:
+        for r in (exp.aggregate.runs if exp.repeated else (exp,)):
+            res = r.result or {}
+            ep = res.get("epoch_s")
+            label = (f"{r.name} run {count(r.repeat, what=f'run number of {r.name}', src=f'config:{r.name}/repeats')}"
+                     if exp.repeated else r.name)
+            rows.append(Timing(r.name, r.spec.part, r.status, r.facts["epochs_run"] if r.result else 0, r.duration_s,
+                               float(ep) if isinstance(ep, (int, float)) else None, r.source, label))
     total = sum(t.duration_s for t in rows if t.duration_s is not None)
     return tuple(rows), total
 

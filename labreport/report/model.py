@@ -334,7 +334,7 @@ def metric_rows(run: Run) -> tuple[tuple[str, str], ...]:
         return ()
     n, L = run.name, METRIC_LABELS
     if run.repeated:
-        rows = [(L[k], f"{headline_text(run, k, fmt)} ({runs_count(run)})")
+        rows = [(L[k], headline_text(run, k, fmt) + (f" ({runs_count(run)})" if k == "test_accuracy" else ""))
                 for k, fmt in (("test_loss", claims.num), ("test_accuracy", claims.pct), ("macro_f1", claims.num))]
         detail = run.aggregate.median or run  # the other numbers are the median run's
     else:
@@ -594,13 +594,15 @@ def _build(config: LabConfig, runs: Sequence[Run], info: RenderInfo, quick: bool
     with claims.at("appendix-times"):
         timing_rows, total_s = appendix_mod.timings(runs)
         timings = tuple(TimingView(
-            t.name, t.part, t.status,
-            claims.count(t.epochs_run, what=f"epochs run by {t.name}", src=_res(t.name, "history")),
-            claims.num(t.epoch_s, 2, what=f"seconds per epoch of {t.name}", src=_res(t.name, "epoch_s"))
+            t.label, t.part, t.status,
+            claims.count(t.epochs_run, what=f"epochs run by {t.label}", src=f"{t.source}/history"),
+            claims.num(t.epoch_s, 2, what=f"seconds per epoch of {t.label}", src=f"{t.source}/epoch_s")
             if t.epoch_s is not None else "—",
-            claims.seconds(t.duration_s, what=f"run time of {t.name}", src=_res(t.name, "duration_s")))
+            claims.seconds(t.duration_s, what=f"run time of {t.label}", src=f"{t.source}/duration_s"))
             for t in timing_rows)
-        total = claims.seconds(total_s, what="total training time", src="formula: sum of results:*/duration_s")
+        total = claims.seconds(total_s, what="total training time",
+                               src=("formula: sum of results:*/duration_s and results:*/more_runs/*/duration_s"
+                                    if any(r.repeated for r in runs) else "formula: sum of results:*/duration_s"))
     with claims.at("appendix-data"):
         checksums = tuple(ChecksumView(
             c.dataset, c.sha256, c.source,
