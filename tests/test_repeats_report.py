@@ -363,3 +363,18 @@ def test_rerun_trains_only_repeat_1_and_uses_the_spread(lab_pdf, tmp_path):
     assert sorted(trainer.calls) == [("cnn-a", False), ("raw-a", False)]  # one training each, not three
     assert [f.status for f in findings] == [verify.OK, verify.OK]
     assert "over 3 runs" in findings[0].detail and "over 2 runs" in findings[1].detail
+
+
+def test_check_counts_a_failed_run_of_a_repeated_experiment(lab_pdf, tmp_path):
+    from labreport.grading import checks
+
+    build = tmp_path / "build"
+    shutil.copytree(lab_pdf["build"], build)
+    spec = lab_pdf["lab"].by_name("raw-b").runs()[2]
+    failed = make_result(spec, seed=3, status="failed")
+    failed["repeat"] = 3
+    store.write_json_atomic(result_path(build, "raw-b", 3), {"schema": store.RESULT_SCHEMA, **failed})
+    statuses = {s.name: "fresh" for s in lab_pdf["lab"].experiments}
+    found = next(c for c in checks.evaluate(lab_pdf["lab"], build, statuses=statuses)
+                 if c.rule == "no failed or diverged experiment")
+    assert not found.ok and found.detail.startswith("raw-b run 3/3 (failed: RuntimeError: synthetic failure")
