@@ -333,14 +333,10 @@ def metric_rows(run: Run) -> tuple[tuple[str, str], ...]:
     if not run.result:
         return ()
     n, L = run.name, METRIC_LABELS
-    if run.repeated:
-        rows = [(L[k], headline_text(run, k, fmt) + (f" ({runs_count(run)})" if k == "test_accuracy" else ""))
-                for k, fmt in (("test_loss", claims.num), ("test_accuracy", claims.pct), ("macro_f1", claims.num))]
-        detail = run.aggregate.median or run  # the other numbers are the median run's
-    else:
-        rows = [(L[k], headline_text(run, k, fmt))
-                for k, fmt in (("test_loss", claims.num), ("test_accuracy", claims.pct), ("macro_f1", claims.num))]
-        detail = run
+    rows = [(L[k], headline_text(run, k, fmt)
+             + (f" ({runs_count(run)})" if run.repeated and k == "test_accuracy" else ""))
+            for k, fmt in (("test_loss", claims.num), ("test_accuracy", claims.pct), ("macro_f1", claims.num))]
+    detail = run.detail  # with repeats, the other rows are the median run's
     f, m = detail.facts, detail.metrics
     if isinstance(m.get("train_loss"), (int, float)):
         rows.append((L["train_loss"], claims.num(m["train_loss"], what=f"training loss of {n}",
@@ -408,7 +404,7 @@ def part_intro(part: str, runs: Sequence[Run]) -> tuple[str, ...]:
 def _row(r: Run, anchors: Anchors, best: str | None) -> TableRow:
     n, c = r.name, claims
     measured = r.status not in (NOT_RUN, "failed")
-    detail = (r.aggregate.median or r) if r.repeated else r  # best epoch and time: the median run's
+    detail = r.detail  # best epoch and time: the median run's
     f = detail.facts if detail.result else {"best_epoch": None, "epochs_run": 0}
     with claims.about(n):
         return TableRow(
@@ -440,7 +436,7 @@ def _card(r: Run, anchors: Anchors, best_names: set[str], warnings: list[str]) -
     n = r.name
     error = str((r.result or {}).get("error") or "")
     # With repeats, the confusion matrix, the pairs and the observations are the median run's.
-    d = (r.aggregate.median or r) if r.repeated else r
+    d = r.detail
     median_note = ""
     if r.repeated and r.aggregate.median is not None:
         with claims.about(n):
@@ -581,7 +577,14 @@ def _build(config: LabConfig, runs: Sequence[Run], info: RenderInfo, quick: bool
             "failed": claims.count(n_status["failed"], what="experiments failed") if n_status["failed"] else "",
             "not_run": claims.count(n_status[NOT_RUN], what="experiments not run") if n_status[NOT_RUN] else "",
             "stale": claims.count(n_stale, what="experiments out of date") if n_stale else "",
+            "runs": "", "runs_measured": "",
         }
+        if any(r.repeated for r in runs):
+            counts["runs"] = claims.count(sum(r.spec.repeats for r in runs), what="runs declared",
+                                          src="formula: sum of config:*/repeats")
+            counts["runs_measured"] = claims.count(
+                sum(r.aggregate.n_measured for r in runs), what="runs measured",
+                src="formula: runs with status ok in results:* and results:*/more_runs")
 
     # Appendix.
     app_sections = []

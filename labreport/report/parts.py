@@ -130,7 +130,7 @@ def part_conclusions(runs: Sequence[Run], best: Run | None, comps: Sequence[Comp
     out += comparison_summaries(comps)
     over = []
     for r in measured:
-        f = r.facts
+        f = r.detail.facts
         if f["best_epoch"] and f["best_epoch"] < f["epochs_run"] and f["min_test_loss"] and \
                 f["test_loss_rise"] / f["min_test_loss"] > OVERFIT_RISE:
             over.append(f"{r.name} (best epoch {fmt(f['best_epoch'])} of {fmt(f['epochs_run'])},"
@@ -141,7 +141,7 @@ def part_conclusions(runs: Sequence[Run], best: Run | None, comps: Sequence[Comp
     else:
         out.append(f"None of the {plural(len(measured), 'model')} over-fits by that measure (test loss up more than"
                    f" {100 * OVERFIT_RISE:.0f}% after its minimum).")
-    pairs = part_confusions(measured)
+    pairs = part_confusions([r.detail for r in measured])
     if pairs:
         out.append("Summed over the part's models, the most frequent confusions are: "
                    + "; ".join(f"{p['true_name']} → {p['predicted_name']} ({fmt(p['count'])})" for p in pairs) + ".")

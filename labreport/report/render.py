@@ -283,11 +283,11 @@ def plan_figures(report: model.Report, runs: Sequence[Run], figs: Figures, data_
                 refs[key] = figs.curves(r.name, {k: m for k, (m, _) in curves.items()}, None,
                                         std={k: sd for k, (_, sd) in curves.items()}, n_runs=agg.n_measured)
             else:
-                d = (agg.median or r) if r.repeated else r
+                d = r.detail
                 refs[key] = figs.curves(r.name, d.history, d.facts["best_epoch"])
         elif kind == "confusion":
             r = by_name[arg]
-            d = (r.aggregate.median or r) if r.repeated else r
+            d = r.detail
             refs[key] = figs.confusion(r.name, d.result["confusion"], d.class_names)
         elif kind == "compare":
             rows = [{"name": r.name, "test_accuracy": r.headline("test_accuracy").mean,

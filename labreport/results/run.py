@@ -82,6 +82,12 @@ class Run:
         return self.spec.repeats > 1
 
     @property
+    def detail(self) -> Run:
+        """The run whose curves, confusion matrix and detail numbers stand for the experiment:
+        this one, or with repeats the median run (this one while none is measured)."""
+        return (self.aggregate.median or self) if self.repeated else self
+
+    @property
     def aggregate(self) -> Aggregate:
         return Aggregate((self, *self.more_runs))
 
