@@ -378,3 +378,12 @@ def test_check_counts_a_failed_run_of_a_repeated_experiment(lab_pdf, tmp_path):
     found = next(c for c in checks.evaluate(lab_pdf["lab"], build, statuses=statuses)
                  if c.rule == "no failed or diverged experiment")
     assert not found.ok and found.detail.startswith("raw-b run 3/3 (failed: RuntimeError: synthetic failure")
+
+
+def test_without_a_measured_spread_a_comparison_keeps_the_test_set_rule(lab_pdf):
+    a, c = lab_pdf["runs"]["raw-a"], lab_pdf["runs"]["raw-c"]
+    only_first = Run(a.spec, a.result, tuple(Run(m.spec, None) for m in a.more_runs))  # runs 2, 3 not yet made
+    comp = comparisons.compare(only_first, c, "hidden")
+    assert comparisons.noise(only_first, c) is None and not comp.repeated
+    assert "(1 run)" in comp.sentence and "within noise" not in comp.sentence
+    assert comp.significant or "not significant (no spread between seeds measured yet)" in comp.sentence

@@ -132,7 +132,8 @@ def compare_means(a: Run, b: Run, key: str) -> Comparison:
     ha, hb = a.headline("test_accuracy"), b.headline("test_accuracy")
     acc_a, acc_b = ha.mean or 0.0, hb.mean or 0.0
     sigma = noise(a, b)
-    if sigma is None:  # no spread measured on either side: the test-set rule
+    spread = sigma is not None
+    if not spread:  # no spread measured on either side (one run each so far): the test-set rule
         sigma = math.hypot(accuracy_se(acc_a, a.n_test), accuracy_se(acc_b, b.n_test))
     diff = acc_a - acc_b
     significant = abs(diff) >= 2 * sigma
@@ -155,15 +156,25 @@ def compare_means(a: Run, b: Run, key: str) -> Comparison:
     sentence = (f"{label} {va} vs {vb} ({a.name} vs {b.name}): mean test accuracy {acc(a)} vs {acc(b)}"
                 f" ({points(diff, what=f'mean test accuracy of {a.name} minus {b.name}', src=f'formula: ({sa}) − ({sb})')} points),"
                 f" test loss {loss(a)} vs {loss(b)}")
-    noise_text = ratio(100 * 2 * sigma, 2, what=f"noise of the difference {a.name} − {b.name} (two standard errors), in points",
-                       src=f"formula: 2 × √(se² + se² + s²/k + s²/k) over results:{a.name} and results:{b.name} (and their more_runs)")
-    if significant:
-        sentence += f": {label} {va if diff > 0 else vb} is better (beyond the noise of {noise_text} points)."
+    if not spread:
+        if significant:
+            sentence += f": {label} {va if diff > 0 else vb} is better."
+        else:
+            sentence += (f": the difference is within two standard errors"
+                         f" ({ratio(100 * 2 * sigma, 2, what='two standard errors, in points')} points), not"
+                         " significant (no spread between seeds measured yet).")
     else:
-        sentence += (f": the difference is within noise ({noise_text} points: the seed spread and the test-set"
-                     " error combined).")
+        noise_text = ratio(100 * 2 * sigma, 2,
+                           what=f"noise of the difference {a.name} − {b.name} (two standard errors), in points",
+                           src=f"formula: 2 × √(se² + se² + s²/k + s²/k) over results:{a.name} and"
+                               f" results:{b.name} (and their more_runs)")
+        if significant:
+            sentence += f": {label} {va if diff > 0 else vb} is better (beyond the noise of {noise_text} points)."
+        else:
+            sentence += (f": the difference is within noise ({noise_text} points: the seed spread and the test-set"
+                         " error combined).")
     return Comparison(key, label, a.name, b.name, va, vb, acc_a, acc_b, a.headline("test_loss").mean,
-                      b.headline("test_loss").mean, significant, sentence, repeated=True)
+                      b.headline("test_loss").mean, significant, sentence, repeated=spread)
 
 
 def one_key_pairs(runs: Sequence[Run]) -> list[tuple[Run, Run, str]]:
