@@ -387,3 +387,14 @@ def test_without_a_measured_spread_a_comparison_keeps_the_test_set_rule(lab_pdf)
     assert comparisons.noise(only_first, c) is None and not comp.repeated
     assert "(1 run)" in comp.sentence and "within noise" not in comp.sentence
     assert comp.significant or "not significant (no spread between seeds measured yet)" in comp.sentence
+
+
+def test_grade_reads_the_best_mean_the_report_prints(lab_pdf):
+    from labreport.grading import grade
+
+    g = grade.grade_submission(verify.read_submission(lab_pdf["good"]))
+    cnn = next(p for p in g.parts if p.part == "cnn")
+    best = lab_pdf["runs"][cnn.best_name]  # cnn-a: runs 1 and 2 measured
+    assert best.repeated and best.test_accuracy != best.headline("test_accuracy").mean
+    assert cnn.best_accuracy == best.headline("test_accuracy").mean
+    assert f"{100 * cnn.best_accuracy:.2f}%" in next(p.best_sentence for p in lab_pdf["report"].parts if p.part == "cnn")
