@@ -398,3 +398,31 @@ def test_grade_reads_the_best_mean_the_report_prints(lab_pdf):
     assert best.repeated and best.test_accuracy != best.headline("test_accuracy").mean
     assert cnn.best_accuracy == best.headline("test_accuracy").mean
     assert f"{100 * cnn.best_accuracy:.2f}%" in next(p.best_sentence for p in lab_pdf["report"].parts if p.part == "cnn")
+
+
+def test_check_lists_every_run_not_yet_trained(lab_pdf):
+    from labreport.grading import checks
+
+    found = {c.rule: c for c in checks.evaluate(lab_pdf["lab"], lab_pdf["build"])}
+    stale = found["every experiment trained with its current settings"]
+    assert not stale.ok and stale.detail == "not run or out of date: cnn-a run 3/3"
+    # cnn-a still counts as a variant of its part: its first run is there and fresh.
+    assert found["at least 3 variants of part 'cnn'"].detail.endswith("1 trained of 1 declared")
+
+
+def test_grade_sees_a_failed_run_2_and_a_missing_run_3(lab_pdf, tmp_path):
+    from labreport.grading import grade
+
+    g = grade.grade_submission(verify.read_submission(lab_pdf["good"]))
+    assert g.stale == ("cnn-a run 3/3",)
+
+    build = tmp_path / "build"
+    shutil.copytree(lab_pdf["build"], build)
+    spec = lab_pdf["lab"].by_name("raw-b").runs()[1]
+    failed = {**make_result(spec, seed=2, status="failed"), "repeat": 2}
+    store.write_json_atomic(result_path(build, "raw-b", 2), {"schema": store.RESULT_SCHEMA, **failed})
+    pdf = render.render(lab_pdf["lab"], build, data_dir=lab_pdf["data"]).pdf_path
+    g = grade.grade_submission(verify.read_submission(pdf))
+    rule = next(c for c in g.requirements if c.rule == "no failed or diverged experiment")
+    assert not rule.ok and rule.detail.startswith("raw-b run 2/3 (failed")
+    assert "raw-b run 2/3" in g.stale

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labreport.report.model import QUESTION_ANCHORS
-from labreport.results import store
+from labreport.config.spec import PART_TITLES, ExperimentSpec, LabConfig
+from labreport.results import staleness, store
+from labreport.results.layout import BuildLayout
 from labreport.results.run import Run
-from labreport.config.spec import PART_TITLES, LabConfig
 
 QUESTION_IDS = QUESTION_ANCHORS  # the report model's anchors of the four questions
 
@@ -29,25 +30,31 @@ class Check:
         return {"rule": self.rule, "ok": self.ok, "detail": self.detail}
 
 
+def run_statuses(config: LabConfig, build: Path, *, quick: bool = False) -> dict[str, str]:
+    """Every declared run's staleness status ("fresh", "stale", "missing", "failed"), keyed by
+    its label ('raw-tanh-300', or 'raw-tanh-300 run 2/3' for an experiment with repeats)."""
+    layout = BuildLayout(build, quick)
+    return {d.label: d.status for runs in staleness.check_all_runs(config, layout) for d in runs}
+
+
 def evaluate(config: LabConfig, build: Path, *, quick: bool = False, html: str | None = None,
              statuses: dict[str, str] | None = None) -> list[Check]:
     """Every requirement as a Check.
 
-    ``statuses``: name -> runner.plan status ("fresh", "stale", "missing", "failed"); computed
-    here when not given. ``html``: the rendered report, to check that each question has its
-    section (skipped when None).
+    ``statuses``: each run's label -> status (:func:`run_statuses`, computed here when not
+    given); an experiment counts as a variant when its first run is fresh. ``html``: the
+    rendered report, to check that each question has its section (skipped when None).
     """
     req = config.requirements
     if statuses is None:
-        from labreport.train import runner
-
-        statuses = {spec.name: status for spec, status in runner.plan(config, build, quick=quick)}
+        statuses = run_statuses(config, build, quick=quick)
+    first = {s.name: statuses.get(s.run_label, "missing") for s in config.experiments}
     results = {s.name: store.read_result(build, s.name, quick) for s in config.experiments}
     out: list[Check] = []
 
     for part in req.parts:
         specs = [s for s in config.experiments if s.part == part]
-        done = [s for s in specs if statuses.get(s.name) == "fresh" and (results[s.name] or {}).get("status") == "ok"]
+        done = [s for s in specs if first[s.name] == "fresh" and (results[s.name] or {}).get("status") == "ok"]
         title = PART_TITLES[part]
         out.append(Check(
             f"at least {req.min_variants_per_part} variants of part '{part}'",
@@ -62,19 +69,18 @@ def evaluate(config: LabConfig, build: Path, *, quick: bool = False, html: str |
                 f"{chosen[0]}" if chosen else f"mark one experiment of part '{part}' with chosen = true",
             ))
 
+    # Every run counts (repeats): a failed run 2 is left out of the mean the report prints.
+    every: dict[str, tuple[ExperimentSpec, dict | None]] = {}
+    for spec in config.experiments:
+        for s in spec.runs():
+            every[s.run_label] = (s, results[s.name] if s.repeat == 1
+                            else store.read_result(build, s.name, quick, repeat=s.repeat))
     if req.no_failed:
-        # Every run counts (repeats): a failed run 2 is left out of the mean the report prints.
-        every = {}
-        for spec in config.experiments:
-            for s in spec.runs():
-                label = f"{s.name} run {s.repeat}/{s.repeats}" if s.repeats > 1 else s.name
-                every[label] = (results[s.name] if s.repeat == 1
-                                else store.read_result(build, s.name, quick, repeat=s.repeat))
         bad = [f"{name} ({r['status']}: {r.get('error') or 'no detail'})"
-               for name, r in every.items() if r and r.get("status") in ("failed", "diverged")]
+               for name, (_, r) in every.items() if r and r.get("status") in ("failed", "diverged")]
         out.append(Check("no failed or diverged experiment", not bad, "; ".join(bad) or "none"))
 
-    stale = [name for name, st in statuses.items() if st != "fresh"]
+    stale = [label for label, st in statuses.items() if st != "fresh"]
     out.append(Check("every experiment trained with its current settings", not stale,
                      ("not run or out of date: " + ", ".join(stale)) if stale else "all up to date"))
     if req.no_quick:
@@ -83,9 +89,8 @@ def evaluate(config: LabConfig, build: Path, *, quick: bool = False, html: str |
                          else "full runs"))
         if not quick:
             # Smoke runs moved into runs/ with their quick flag flipped still contradict a full run.
-            spec_of = {s.name: s for s in config.experiments}
-            smoke = [f"{name}: {'; '.join(why)}" for name, r in results.items()
-                     for why in [Run(spec_of[name], r).full_run_contradictions()] if why]
+            smoke = [f"{label}: {'; '.join(why)}" for label, (s, r) in every.items()
+                     for why in [Run(s, r).full_run_contradictions()] if why]
             shown = "; ".join(smoke[:3]) + (f"; and {len(smoke) - 3} more" if len(smoke) > 3 else "")
             out.append(Check("results are full runs", not smoke,
                              (shown + " (re-train them: `make report`)") if smoke

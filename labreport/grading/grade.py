@@ -154,16 +154,21 @@ def grade_submission(sub: verify.Submission) -> Grade:
         stale=tuple(name for name, st in fresh.items() if st != "fresh"),
         seeds=tuple(sorted({s.seed for s in sub.config.experiments})),
         variants=tuple((r.spec.part, r.spec.summary) for r in runs
-                       if r.status == "ok" and fresh[r.name] == "fresh"),
+                       if r.status == "ok" and fresh[r.spec.run_label] == "fresh"),
         errors=tuple((r.name, str((r.result or {}).get("error") or r.status).splitlines()[0][:200])
                      for r in runs if r.status in ("failed", "diverged")),
     )
 
 
 def statuses(sub: verify.Submission) -> dict[str, str]:
-    """staleness.decide on the attached results, as `labreport check` decides on build/."""
-    return {spec.name: staleness.decide(spec, sub.result(spec.name), quick=sub.quick).status
-            for spec in sub.config.experiments}
+    """staleness.decide on every attached run, as `labreport check` decides on build/: keyed
+    by the run's label ('raw-tanh-300', 'raw-tanh-300 run 2/3')."""
+    out = {}
+    for spec in sub.config.experiments:
+        first, *more = spec.runs()
+        for run, result in zip((first, *more), (sub.result(spec.name), *sub.more_results(spec))):
+            out[run.run_label] = staleness.decide(run, result, quick=sub.quick).status
+    return out
 
 
 def requirement_checks(sub: verify.Submission, fresh: dict[str, str]) -> list[checks.Check]:
@@ -175,11 +180,11 @@ def requirement_checks(sub: verify.Submission, fresh: dict[str, str]) -> list[ch
     with tempfile.TemporaryDirectory(prefix="labreport-grade-") as tmp:
         build = Path(tmp)
         for spec in sub.config.experiments:
-            result = sub.result(spec.name)
-            if result is not None:
-                error = result.get("error")
-                store.write_result(build, {"name": spec.name, "status": result.get("status"),
-                                           "error": error if isinstance(error, str) else None}, quick=sub.quick)
+            for repeat, result in enumerate((sub.result(spec.name), *sub.more_results(spec)), start=1):
+                if result is not None:
+                    error = result.get("error")
+                    store.write_result(build, {"name": spec.name, "repeat": repeat, "status": result.get("status"),
+                                               "error": error if isinstance(error, str) else None}, quick=sub.quick)
         # The PDF's named destinations are the HTML ids: enough for the "four questions" check.
         ids = " ".join(f'id="{a.name}"' for a in sub.text.anchors)
         return checks.evaluate(sub.config, build, quick=sub.quick, html=ids, statuses=fresh)
@@ -190,7 +195,7 @@ def part_grade(part: str, runs: Sequence[Run], fresh: dict[str, str]) -> PartGra
     best = best_run(mine)
     return PartGrade(
         part=part,
-        variants=sum(1 for r in mine if r.status == "ok" and fresh[r.name] == "fresh"),
+        variants=sum(1 for r in mine if r.status == "ok" and fresh[r.spec.run_label] == "fresh"),
         declared=len(mine),
         chosen=next((r.name for r in mine if r.spec.chosen), ""),
         best_name=best.name if best else "",
