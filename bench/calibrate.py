@@ -17,6 +17,12 @@ which turns CPU seconds into quiet-machine wall seconds and takes the median whe
 was measured more than once: one thread's CPU seconds are its wall seconds on a quiet
 machine; two threads also wait for each other, which is not CPU time, so their epoch is
 the larger of CPU / 2 and 1.35 / 2 of the one-thread epoch (see ``tables``).
+
+    python -m bench.calibrate --replay build/runs 0.66 0.80 1.0
+
+replays the first figure on the full runs stored in a build folder, at each share of a
+core given (what the probe measured, what the run really got: its CPU seconds over its
+wall time per worker thread), against what they took.
 """
 
 from __future__ import annotations
@@ -77,11 +83,46 @@ def tables(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def replay(runs: Path, shares: list[float], jobs: int = 2, config: Path = ROOT / "experiments.toml") -> str:
+    """What the first figure would have said for the full runs stored in ``runs`` (a
+    ``build/runs`` folder, read only), at each probed share of a core, against what they
+    took: the per-experiment estimates, the pool schedule over ``jobs`` and the per-family
+    ratios (took / estimated). The schedule of the measured durations in the estimate's
+    order is printed too: it tells the schedule's error apart from the estimates'."""
+    lab = loader.load(config)
+    took: dict[str, float] = {}
+    for path in sorted(runs.glob("*/result.json")):
+        r = json.loads(path.read_text())
+        if r.get("status") == "ok" and not r.get("quick") and r.get("duration_s"):
+            took[r["name"]] = float(r["duration_s"])
+    specs = [s for s in lab.experiments if s.name in took]
+    threads = max(1, 2 // jobs)
+    lines = [f"{len(specs)} stored full runs, {sum(took.values()) / 60:.1f} min of training"]
+    for share in shares:
+        est = eta.Estimator(threads=threads, share=share)
+        seconds = {s.name: est.seconds(s) for s in specs}
+        order = sorted(specs, key=lambda s: -seconds[s.name])
+        first = est.startup_s() + eta.makespan([seconds[s.name] for s in order], jobs)
+        actual = eta.makespan([took[s.name] for s in order], jobs)
+        ratios: dict[str, list[float]] = {}
+        for s in specs:
+            ratios.setdefault(eta.family(s), [0.0, 0.0])
+            ratios[eta.family(s)][0] += took[s.name]
+            ratios[eta.family(s)][1] += seconds[s.name]
+        fam = ", ".join(f"{f} {t / e:.2f}" for f, (t, e) in sorted(ratios.items()))
+        lines.append(f"share {share:.2f}: first figure {first / 60:.1f} min vs the measured durations scheduled "
+                     f"the same way {actual / 60:.1f} min ({first / actual - 1:+.0%}); took/estimated: {fam}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if argv[:1] == ["--table"]:
         print(tables([Path(a) for a in argv[1:]]))
+        return 0
+    if argv[:1] == ["--replay"]:  # --replay RUNS_DIR SHARE [SHARE ...]
+        print(replay(Path(argv[1]), [float(a) for a in argv[2:]] or [1.0]))
         return 0
     ap = argparse.ArgumentParser(prog="python -m bench.calibrate", description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, required=True)

@@ -22,7 +22,9 @@ where ``epoch_s`` comes, in this order, from
 
 Table and model figures are quiet-machine seconds; they are divided by ``thread_share``:
 the fraction of a core each of our threads can expect, from what a probe thread got at the
-start of the run (the 1-minute load average proved a poor guide on the shared machine).
+start of the run (the median of five short windows spread over 0.9 s: one window can fall
+on a burst of the other sessions; the 1-minute load average proved a poor guide on the
+shared machine).
 Previous runs' figures are wall
 seconds already and are not scaled. The run's makespan is a list schedule of the tasks
 (longest first) over the jobs, as the process pool runs them; as experiments finish,
@@ -319,19 +321,63 @@ def _cpu_times() -> tuple[float, float] | None:
     return sum(fields) - idle, sum(fields)
 
 
-def probe_cpu(cores: int, probe_s: float = 0.3) -> tuple[float, float]:
+@dataclass(frozen=True)
+class ProbeWindow:
+    """One window of the probe: what the spinning thread got, and how busy all cores were."""
+
+    wall_s: float
+    thread_s: float  # CPU seconds the spinning thread got in wall_s
+    busy_jiffies: float | None = None  # /proc/stat, all CPUs (None off Linux)
+    total_jiffies: float | None = None
+
+
+# The probe: PROBE_WINDOWS windows of PROBE_WINDOW_S spinning, PROBE_GAP_S apart (0.9 s in
+# all, 0.6 s of it spinning). One 0.3 s window read 66 % at the start of the full lab on
+# 2026-11-25 where the run's 37 minutes then got 80 % of a core per thread (its CPU seconds
+# over its wall time); spread windows and their median ride out a burst of the other
+# sessions (a test suite starting) that one window takes for the machine's state.
+PROBE_WINDOWS = 5
+PROBE_WINDOW_S = 0.12
+PROBE_GAP_S = 0.075
+
+
+def probe_summary(windows: Sequence[ProbeWindow], cores: int) -> tuple[float, float]:
+    """(share of a core one thread of ours gets, cores' worth of CPU the others use) from the
+    probe's windows: the median of each over the windows, so that a spike (or a lull) in a
+    minority of them does not set the run's estimate. (1.0, 0.0) without a usable window."""
+    shares, others = [], []
+    for w in windows:
+        if w.wall_s <= 0:
+            continue
+        share = min(1.0, max(0.0, w.thread_s / w.wall_s))
+        shares.append(share)
+        if w.busy_jiffies is not None and w.total_jiffies and w.total_jiffies > 0:
+            busy_cores = cores * min(1.0, max(0.0, w.busy_jiffies / w.total_jiffies))
+            others.append(max(0.0, busy_cores - share))
+    if not shares:
+        return 1.0, 0.0
+    return statistics.median(shares), (statistics.median(others) if others else 0.0)
+
+
+def probe_cpu(cores: int, windows: int = PROBE_WINDOWS, window_s: float = PROBE_WINDOW_S,
+              gap_s: float = PROBE_GAP_S) -> tuple[float, float]:
     """(share of a core one thread of ours gets now, cores' worth of CPU the others use).
 
     The 1-minute load average is a poor guide on a shared machine: it lags by a minute,
     counts threads that wait for I/O, and Linux shares the cores between sessions
     (autogroups) per core rather than between threads. So this thread spins for
-    ``probe_s`` and measures what it gets, and /proc/stat says how busy the cores were."""
-    before, wall0, cpu0 = _cpu_times(), time.monotonic(), time.thread_time()
-    while time.monotonic() - wall0 < probe_s:
-        pass
-    after, wall, cpu = _cpu_times(), time.monotonic() - wall0, time.thread_time() - cpu0
-    share = min(1.0, cpu / wall) if wall > 0 else 1.0
-    if before is None or after is None or after[1] <= before[1]:
-        return share, 0.0
-    busy_cores = cores * (after[0] - before[0]) / (after[1] - before[1])
-    return share, max(0.0, busy_cores - share)
+    ``window_s`` at a time, ``windows`` times ``gap_s`` apart, and measures what it gets
+    (and /proc/stat how busy the cores were); ``probe_summary`` takes the medians."""
+    measured = []
+    for i in range(max(1, windows)):
+        if i:
+            time.sleep(gap_s)
+        before, wall0, cpu0 = _cpu_times(), time.monotonic(), time.thread_time()
+        while time.monotonic() - wall0 < window_s:
+            pass
+        after, wall, cpu = _cpu_times(), time.monotonic() - wall0, time.thread_time() - cpu0
+        if before is None or after is None or after[1] <= before[1]:
+            measured.append(ProbeWindow(wall, cpu))
+        else:
+            measured.append(ProbeWindow(wall, cpu, after[0] - before[0], after[1] - before[1]))
+    return probe_summary(measured, cores)
