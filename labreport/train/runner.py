@@ -422,11 +422,12 @@ class Progress:
     def message(self, text: str) -> None:
         self._write(text)
 
-    def epoch(self, task: Task, info: EpochInfo, run_left: Callable[[], str] | None = None) -> None:
+    def epoch(self, task: Task, info: EpochInfo, run_left: Callable[[], str] | None = None,
+              first_epoch_s: float | None = None) -> None:
         every = max(1, info.epochs // self.lines_per_run)
         if not self.live and info.epoch % every and info.epoch != info.epochs:
             return
-        left_s = info.elapsed_s / info.epoch * (info.epochs - info.epoch)
+        left_s = eta.epochs_left_s(info.elapsed_s, info.epoch, info.epochs, first_epoch_s)
         self._write(
             f"[{task.index}/{task.total}] {task.label}  epoch {info.epoch}/{info.epochs}  "
             f"loss {_f4(info.loss)}  test {_f4(info.val_loss)}  acc {_f4(info.val_accuracy)}  "
@@ -655,6 +656,7 @@ class _Sink:
         self.cold: set[str] = set()
         self.took_s: dict[str, float] = {}
         self.last_epoch: dict[str, EpochInfo] = {}
+        self.first_epoch_s: dict[str, float] = {}  # the first epoch also traces: not the pace
 
     def _log_path(self, key: str) -> Path:
         spec = self.tasks[key].spec  # events and outcomes carry the run key
@@ -676,8 +678,11 @@ class _Sink:
                 f.write(event.payload + "\n")
         elif event.kind == "epoch":
             self.last_epoch[event.name] = event.payload
+            if event.payload.epoch == 1:
+                self.first_epoch_s[event.name] = event.payload.elapsed_s
             self.reporter.epoch(self.tasks[event.name], event.payload,
-                                lambda: f"  [run: about {self._left_s()} left]" if len(self.tasks) > 1 else "")
+                                lambda: f"  [run: about {self._left_s()} left]" if len(self.tasks) > 1 else "",
+                                self.first_epoch_s.get(event.name))
 
     def store(self, outcome: Outcome) -> None:
         # run.log first: result.json's presence means the experiment is complete.
@@ -712,9 +717,9 @@ class _Sink:
         for name in self.running - self.done:
             info = self.last_epoch.get(name)
             if info is not None and info.epoch >= 2:
-                per_epoch = info.elapsed_s / info.epoch
-                measured[name] = per_epoch * info.epochs
-                own_left[name] = per_epoch * (info.epochs - info.epoch)
+                own_left[name] = eta.epochs_left_s(info.elapsed_s, info.epoch, info.epochs,
+                                                   self.first_epoch_s.get(name))
+                measured[name] = info.elapsed_s + own_left[name]
         estimates = eta.refine({t.name: t.estimate_s for t in self.tasks.values()},
                                {t.name: eta.family(t.spec) for t in self.tasks.values()}, measured)
         left = [t for t in self.tasks.values() if t.name not in self.done]
