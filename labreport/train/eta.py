@@ -102,9 +102,10 @@ OVERHEAD_S: dict[str, float] = {
 DEFAULT_OVERHEAD_S = 2.0
 # The same for --quick runs (2 epochs of 2,000 images: build, tracing and start-up are all
 # there is): median duration_s per family of one `run --quick --jobs 2` of the default lab
-# x the probed share of a core (0.34), + 0.8 s between experiments (the wall time beyond
-# the durations). Fitted on that one run (announced 1m12s before, took 2m22s).
-QUICK_OVERHEAD_S = {"cnn": 4.5, "cnn fashion": 5.3, "mlp hog": 2.8, "mlp raw": 2.4}
+# (2026-11-26 00:53, load 3.5-4) x the share of a core thread_share makes of its probe
+# (0.64 -> 0.47), + 0.2 s between experiments (its wall time beyond start-up and the
+# durations). One run's fit: announced 1m16s with the previous figures, it took 49 s.
+QUICK_OVERHEAD_S = {"cnn": 2.0, "cnn fashion": 2.1, "mlp hog": 1.2, "mlp raw": 1.4}
 # (family, threads) -> EPOCH_S / cost-model seconds, for shapes not in the table.
 MODEL_FACTOR: dict[tuple[str, int], float] = {
     ('cnn', 1): 1.375,
@@ -209,15 +210,25 @@ def history_from_results(results: Iterable[Mapping]) -> list[Measured]:
 def thread_share(probe_share: float, others_busy_cores: float, *, cores: int, our_threads: int) -> float:
     """The fraction of a core each of our threads can expect during the run.
 
-    ``probe_share``: what one spinning thread of ours got just now (runner.probe_cpu). Below
-    ~0.9 the cores are contended and Linux shares each core between the sessions on it, so
-    each of our threads gets about that much too, less if we run more threads than cores.
-    Otherwise the others left room: our threads and the others' busy cores share the cores."""
+    ``probe_share``: what one spinning thread of ours got just now (``probe_cpu``). Below
+    ~0.9 the cores are contended. Linux (autogroups) shares each core between sessions,
+    not threads, and a session's weight is spread over the cores its threads run on: the
+    probe's one thread held the session's whole weight on its core and got p of it, so the
+    others there weigh (1 - p) / p of us; spread over ``n = min(cores, our_threads)`` cores
+    the session gets p / (p + n (1 - p)) of each, shared by its threads on it. Measured on
+    the 2-core machine, 2026-11-25/26, ten times (probe, then what two spinning processes
+    over 20 s or the two workers of a real run got): probe 0.31 / 0.39 / 0.52 / 0.57 /
+    0.48 / 0.65 / 0.57 / 0.83 / 0.45 / 0.45 against 0.28 / 0.42 / 0.33 / 0.31 / 0.39 /
+    0.30 / 0.29 / 0.52 / 0.27 / 0.27; the probe's figure itself was 0.9-2.2x what they got
+    (median 1.6), this one 0.6-1.6x (median 1.1). (The full lab of 2026-11-25 ran in a
+    session at autogroup nice -15, read 0.66 and got 0.80: a low reading, see probe_cpu.)
+    Above 0.9 the others left room: our threads and the others' busy cores share the cores."""
     if cores <= 0 or our_threads <= 0:
         return 1.0
-    spread = min(1.0, cores / our_threads)
     if probe_share < 0.9:
-        return max(0.02, probe_share * spread)
+        p = max(0.02, probe_share)
+        on_cores = min(cores, our_threads)
+        return max(0.02, p / (p + on_cores * (1.0 - p)) * on_cores / our_threads)
     return min(1.0, cores / (max(0.0, others_busy_cores) + our_threads))
 
 
