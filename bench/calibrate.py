@@ -19,10 +19,12 @@ machine; two threads also wait for each other, which is not CPU time, so their e
 the larger of CPU / 2 and 1.35 / 2 of the one-thread epoch (see ``tables``).
 
     python -m bench.calibrate --replay build/runs 0.66 0.80 1.0
+    python -m bench.calibrate --replay build/runs --probe 0.66
 
 replays the first figure on the full runs stored in a build folder, at each share of a
-core given (what the probe measured, what the run really got: its CPU seconds over its
-wall time per worker thread), against what they took.
+core given (e.g. what the run really got: its CPU seconds over its wall time per worker
+thread), or at the share ``eta.thread_share`` makes of each probe reading, against what
+they took.
 """
 
 from __future__ import annotations
@@ -121,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--table"]:
         print(tables([Path(a) for a in argv[1:]]))
         return 0
-    if argv[:1] == ["--replay"]:  # --replay RUNS_DIR SHARE [SHARE ...]
-        print(replay(Path(argv[1]), [float(a) for a in argv[2:]] or [1.0]))
+    if argv[:1] == ["--replay"]:  # --replay RUNS_DIR [--probe] SHARE [SHARE ...]
+        values = [float(a) for a in argv[2:] if a != "--probe"] or [1.0]
+        if "--probe" in argv:  # probe readings: the share each of two workers is then given
+            values = [eta.thread_share(p, 0.0, cores=2, our_threads=2) for p in values]
+        print(replay(Path(argv[1]), values))
         return 0
     ap = argparse.ArgumentParser(prog="python -m bench.calibrate", description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, required=True)
