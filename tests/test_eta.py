@@ -76,11 +76,18 @@ def test_thread_share():
     # measured: probe 0.83, the hog family's two workers then got 0.52 (0.71 here; 0.83 was 1.6x)
     assert 0.6 < eta.thread_share(0.83, 1.2, cores=2, our_threads=2) < 0.75
     assert eta.thread_share(0.0, 2.0, cores=2, our_threads=2) == 0.02  # never nothing
-    # room left: the others' busy cores and our threads share the cores
+    # room left: a core we share with another session gives us half our weight against its
     assert eta.thread_share(1.0, 0.0, cores=2, our_threads=2) == 1.0
-    assert eta.thread_share(0.98, 1.0, cores=2, our_threads=2) == pytest.approx(2 / 3)
-    assert eta.thread_share(0.98, 0.2, cores=2, our_threads=1) == 1.0
+    assert eta.thread_share(0.98, 1.0, cores=2, our_threads=2) == pytest.approx(2 / 3)  # (1/3 + 1) / 2
+    assert eta.thread_share(0.98, 1.0, cores=2, our_threads=1) == 1.0  # the free core is ours
+    assert eta.thread_share(0.98, 0.2, cores=2, our_threads=4) == pytest.approx((0.2 / 3 + 1.8) / 4)
     assert eta.thread_share(0.5, 3.0, cores=0, our_threads=2) == 1.0
+    # a session at autogroup nice -15 (28x the weight): measured 0.93 a thread, nice 0 gets 2/3
+    prio = eta.autogroup_weight("/autogroup-589 nice -15\n")
+    assert prio == pytest.approx(28.4, rel=0.01)
+    assert eta.thread_share(0.98, 1.0, cores=2, our_threads=2, weight=prio) == pytest.approx(0.966, abs=0.01)
+    assert eta.autogroup_weight("/autogroup-5 nice 0") == 1.0 and eta.autogroup_weight("?") == 1.0
+    assert eta.autogroup_weight("/autogroup-5 nice 10") == pytest.approx(0.107, abs=0.001)
 
 
 def test_probe_cpu_measures_a_share_of_a_core():

@@ -207,29 +207,49 @@ def history_from_results(results: Iterable[Mapping]) -> list[Measured]:
 # --------------------------------------------------------------------------- the estimator
 
 
-def thread_share(probe_share: float, others_busy_cores: float, *, cores: int, our_threads: int) -> float:
+def thread_share(probe_share: float, others_busy_cores: float, *, cores: int, our_threads: int,
+                 weight: float = 1.0) -> float:
     """The fraction of a core each of our threads can expect during the run.
 
-    ``probe_share``: what one spinning thread of ours got just now (``probe_cpu``). Below
-    ~0.9 the cores are contended. Linux (autogroups) shares each core between sessions,
-    not threads, and a session's weight is spread over the cores its threads run on: the
-    probe's one thread held the session's whole weight on its core and got p of it, so the
-    others there weigh (1 - p) / p of us; spread over ``n = min(cores, our_threads)`` cores
-    the session gets p / (p + n (1 - p)) of each, shared by its threads on it. Measured on
-    the 2-core machine, 2026-11-25/26, ten times (probe, then what two spinning processes
-    over 20 s or the two workers of a real run got): probe 0.31 / 0.39 / 0.52 / 0.57 /
-    0.48 / 0.65 / 0.57 / 0.83 / 0.45 / 0.45 against 0.28 / 0.42 / 0.33 / 0.31 / 0.39 /
+    ``probe_share``: what one spinning thread of ours got just now (``probe_cpu``);
+    ``weight``: our session's CPU weight over a nice-0 session's (``session_weight``).
+    Linux (autogroups) shares each core between sessions, not threads, and a session's
+    weight is spread over the cores its threads run on, ``n = min(cores, our_threads)``.
+
+    Below ~0.9 the probe's core is contended: its one thread held the session's whole
+    weight there and got p of it, so the others there weigh (1 - p) / p of us; spread over
+    n cores the session gets p / (p + n (1 - p)) of each, shared by its threads on it.
+    Measured on the 2-core machine, 2026-11-25/26, ten times (probe, then what two spinning
+    processes over 20 s or the two workers of a real run got): probe 0.31 / 0.39 / 0.52 /
+    0.57 / 0.48 / 0.65 / 0.57 / 0.83 / 0.45 / 0.45 against 0.28 / 0.42 / 0.33 / 0.31 / 0.39 /
     0.30 / 0.29 / 0.52 / 0.27 / 0.27; the probe's figure itself was 0.9-2.2x what they got
-    (median 1.6), this one 0.6-1.6x (median 1.1). (The full lab of 2026-11-25 ran in a
-    session at autogroup nice -15, read 0.66 and got 0.80: a low reading, see probe_cpu.)
-    Above 0.9 the others left room: our threads and the others' busy cores share the cores."""
+    (median 1.6), this one 0.6-1.6x (median 1.1).
+
+    Otherwise the probe had a core to itself and the others' busy cores say how many of
+    our n cores we share, each with (we assume) one nice-0 session: there we get
+    (weight / n) / (weight / n + 1) of the core. At autogroup nice -15 (the full lab of
+    2026-11-25) the probe read 0.97-1.0 and two spinning processes then got 0.93 each,
+    where a nice-0 session gets 2/3 with one other core busy."""
     if cores <= 0 or our_threads <= 0:
         return 1.0
+    on_cores = min(cores, our_threads)
     if probe_share < 0.9:
         p = max(0.02, probe_share)
-        on_cores = min(cores, our_threads)
         return max(0.02, p / (p + on_cores * (1.0 - p)) * on_cores / our_threads)
-    return min(1.0, cores / (max(0.0, others_busy_cores) + our_threads))
+    shared = max(0.0, min(on_cores, others_busy_cores - (cores - on_cores)))
+    per_core = weight / on_cores
+    ours = shared * per_core / (per_core + 1.0) + (on_cores - shared)
+    return min(1.0, ours / our_threads)
+
+
+def autogroup_weight(text: str) -> float:
+    """A session's CPU weight over a nice-0 session's from /proc/self/autogroup
+    ('/autogroup-589 nice -15'): Linux's weights step 1.25x a nice level. 1.0 if unreadable."""
+    try:
+        nice = int(text.split("nice")[1].split()[0])
+    except (IndexError, ValueError):
+        return 1.0
+    return 1.25 ** -max(-20, min(19, nice))
 
 
 @dataclass(frozen=True)
@@ -331,10 +351,20 @@ def for_run(config: LabConfig, build: Path, *, jobs: int, threads: tuple[int, in
     """The estimator of a run: thread count per worker, this machine's share of a core now
     (probed: local workers only), the previous full runs stored in ``build``."""
     intra = threads[0] if threads else 1  # remote workers: their own cores, no local load
-    share = thread_share(*probe_cpu(cores), cores=cores, our_threads=jobs * intra) if threads else 1.0
+    share = thread_share(*probe_cpu(cores), cores=cores, our_threads=jobs * intra,
+                         weight=session_weight()) if threads else 1.0
     results = (store.read_result(build, s.name, False, repeat=r)
                for s in config.experiments for r in range(1, s.repeats + 1))
     return Estimator(threads=intra, share=share, history=tuple(history_from_results(r for r in results if r)))
+
+
+def session_weight() -> float:
+    """This session's CPU weight over a nice-0 session's (1.0 off Linux or without autogroups)."""
+    try:
+        with open("/proc/self/autogroup", encoding="ascii") as f:
+            return autogroup_weight(f.read())
+    except OSError:
+        return 1.0
 
 
 def _cpu_times() -> tuple[float, float] | None:
