@@ -227,9 +227,9 @@ def thread_share(probe_share: float, others_busy_cores: float, *, cores: int, ou
 
     Otherwise the probe had a core to itself and the others' busy cores say how many of
     our n cores we share, each with (we assume) one nice-0 session: there we get
-    (weight / n) / (weight / n + 1) of the core. At autogroup nice -15 (the full lab of
-    2026-11-25) the probe read 0.97-1.0 and two spinning processes then got 0.93 each,
-    where a nice-0 session gets 2/3 with one other core busy."""
+    (weight / n) / (weight / n + 1) of the core. In a session at autogroup nice -15 (the
+    full lab's setting) the probe read 0.97-1.0 on 2026-11-26 and two spinning processes
+    then got 0.93 each, where a nice-0 session gets 2/3 with one other core busy."""
     if cores <= 0 or our_threads <= 0:
         return 1.0
     on_cores = min(cores, our_threads)
@@ -315,7 +315,7 @@ def epochs_left_s(elapsed_s: float, epoch: int, epochs: int, first_epoch_s: floa
     The first epoch also traces the graph (seconds, for a small MLP more than its epoch):
     given ``first_epoch_s``, the pace is that of the epochs after it (hog-sigmoid-p4-o8 under
     load: 1.18 s, then 0.33 s; counted in, the pace at epoch 2 read 0.76 s an epoch, and its
-    98 epochs left 74 s where 43 s were)."""
+    98 epochs left 74 s where 44 s were)."""
     if epoch >= epochs or epoch <= 0:
         return 0.0
     if first_epoch_s is not None and epoch >= 2:
