@@ -29,12 +29,14 @@ def input_length(spec: ExperimentSpec) -> int:
     return spec.hog.n_features if spec.hog else IMAGE_SIDE * IMAGE_SIDE
 
 
-def build(spec: ExperimentSpec, n_inputs: int | None = None) -> keras.Model:
+def build(spec: ExperimentSpec, n_inputs: int | None = None, *, name: str | None = None) -> keras.Model:
     """The (uncompiled) Keras model of ``spec``; raises RuntimeError if it disagrees with params.
 
     ``n_inputs`` is the feature length actually fed to an MLP (checked against the
     spec, so features computed with other settings fail here, not deep inside fit);
-    ignored for CNNs, whose input is always the 28x28x1 image.
+    ignored for CNNs, whose input is always the 28x28x1 image. ``name`` replaces the
+    model's name (the experiment's): fused branches need unique names, and repeats of
+    one experiment share it. The name draws no random numbers: the weights are the same.
     """
     import keras
 
@@ -61,7 +63,7 @@ def build(spec: ExperimentSpec, n_inputs: int | None = None) -> keras.Model:
             layers.append(keras.layers.Dropout(spec.dropout, name=f"dropout{i}"))
     layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", name="output"))
 
-    model = keras.Sequential(layers, name=spec.name.replace(".", "_"))
+    model = keras.Sequential(layers, name=name or spec.name.replace(".", "_"))
     check_params(model, spec)
     return model
 

@@ -1,0 +1,347 @@
+"""Train K runs that share data, inputs, batch size, epochs and optimizer as ONE Keras model.
+
+The fused model has K independent branches (each exactly ``models.build`` of its own
+spec, its weights drawn from its own seed as ``engine`` draws them) and the sum of the K
+losses. The gradient of the sum with respect to branch k's weights is branch k's own
+gradient, and every optimizer the lab offers (RMSprop, Adam, SGD) updates each weight
+from that weight's gradient only, so each branch trains as it would alone. What differs
+from K separate fits: one optimizer step counter for all (the same value), and the random
+draws of the data order and the dropout masks.
+
+The data order is each branch's own: a new permutation per epoch from the branch's seed
+and the epoch number, so the branches of one fused group see independent orders, as K
+separate runs would. (Sharing one order would make the repeats of an experiment agree
+more than separate runs do, and shrink the spread between seeds that repeats measure.)
+
+Failure isolation: a branch whose epoch loss is NaN/inf is marked diverged at that epoch,
+exactly as ``engine`` marks one model; its NaN cannot reach the other branches' weights
+(no shared weight, no gradient clipping across variables), the summed loss that Keras
+logs is never looked at, and fit goes on for the others (it stops when every branch has
+diverged). Each run gets the result dict ``engine.train_and_evaluate`` returns, its own
+history, metrics and confusion matrix, plus ``"fused"`` (how it was trained: not part of
+the cache key, it does not change what a run computes).
+
+TensorFlow is imported inside the functions only (``groups``/``fusion_key`` are pure).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from labreport.config import param_counts
+from labreport.config.spec import ExperimentSpec
+from labreport.train import engine
+from labreport.train.engine import EpochInfo, HogFeatures, Log, QuickConfig
+
+# Beyond this many branches a group is split: the fused model holds K x the activations
+# of one batch (the Fashion CNN at batch 16,382 has ~115 MB per conv layer and branch),
+# and the measured gain does not grow past a few branches.
+MAX_BRANCHES = 8
+
+
+def fusion_key(spec: ExperimentSpec) -> tuple:
+    """What runs must share to be trained as one model: the same input tensor fed the same
+    way (data set, features, image or vector), the same batches, epochs and optimizer."""
+    return (spec.dataset, spec.hog, bool(spec.conv), spec.batch_size, spec.epochs, spec.optimizer)
+
+
+def groups(specs: Sequence[ExperimentSpec], max_branches: int = MAX_BRANCHES) -> list[tuple[ExperimentSpec, ...]]:
+    """``specs`` partitioned by ``fusion_key`` in first-seen order, each part cut into chunks
+    of at most ``max_branches`` of near-equal size (a group of one is trained as today)."""
+    by_key: dict[tuple, list[ExperimentSpec]] = {}
+    for s in specs:
+        by_key.setdefault(fusion_key(s), []).append(s)
+    out: list[tuple[ExperimentSpec, ...]] = []
+    for members in by_key.values():
+        n_chunks = math.ceil(len(members) / max(1, max_branches))
+        out.extend(tuple(chunk) for chunk in np.array_split(np.array(members, dtype=object), n_chunks))
+    return out
+
+
+def branch_name(k: int) -> str:
+    """Branch k's Keras name: its sub-model, its output and the keys of its logs."""
+    return f"branch{k}"
+
+
+def input_name(k: int) -> str:
+    return f"input{k}"
+
+
+def train_group(
+    specs: Sequence[ExperimentSpec],
+    dataset: Any,
+    *,
+    hog_features: HogFeatures | None = None,
+    quick: bool = False,
+    quick_cfg: QuickConfig | None = None,
+    cache_keys: Sequence[str] | None = None,
+    threads: tuple[int, int] | None = None,
+    logs: Sequence[Log] | None = None,
+    on_epochs: Sequence[Callable[[EpochInfo], object] | None] | None = None,
+    build: Callable[..., Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``specs`` as one fused model; one result dict per spec, in order, each in
+    ``engine.train_and_evaluate``'s format (status ok/diverged/failed).
+
+    ``logs``/``on_epochs``/``cache_keys``: one per spec (its run.log, its progress, its
+    key). Lines about the group go to every log. An exception fails every run of the
+    group (its traceback in every log); KeyboardInterrupt propagates. ``build`` replaces
+    ``models.build`` (same signature; tests inject a faulty branch through it).
+    """
+    specs = list(specs)
+    k_runs = len(specs)
+    if not specs:
+        return []
+    if len({fusion_key(s) for s in specs}) != 1:
+        raise ValueError("fusion.train_group: the runs do not share data, inputs, batch size, epochs and optimizer: "
+                         + ", ".join(s.name for s in specs))
+    logs = list(logs) if logs is not None else [lambda _line: None] * k_runs
+    on_epochs = list(on_epochs) if on_epochs is not None else [None] * k_runs
+    cache_keys = list(cache_keys) if cache_keys is not None else [""] * k_runs
+
+    def log_all(line: str) -> None:
+        for log in logs:
+            log(line)
+
+    quick_cfg = (quick_cfg or QuickConfig.from_env()) if quick else None
+    results = [engine.base_result(s, status="failed", quick=quick, cache_key=key, dataset=dataset)
+               for s, key in zip(specs, cache_keys)]
+    started_at = engine.utc_now()
+    start = time.perf_counter()
+    watch = None
+    model = None
+    inputs = None
+    try:
+        if threads:
+            engine.configure_threads(*threads)
+        engine.tensorflow()
+        for line in engine.take_startup_lines():
+            log_all(f"library start-up: {line}")
+        spec0 = specs[0]
+        inputs = engine.prepare_inputs(spec0, dataset, hog_features=hog_features, quick_cfg=quick_cfg)
+        for r in results:
+            r["data"].update(n_train=len(inputs.y_train), n_test=len(inputs.y_test))
+        log_all(f"data: {spec0.dataset} ({getattr(dataset, 'source', '?')}, sha256 {results[0]['data']['sha256']}); "
+                f"{inputs.description}")
+        epochs = min(spec0.epochs, quick_cfg.epochs) if quick_cfg else spec0.epochs
+        watch = _group_callback(specs, epochs, logs, on_epochs)
+        start = time.perf_counter()
+        model = _fit(specs, inputs, epochs, watch, results, logs, build)
+        y_pred_by_branch = None
+        if any(d is None for d in watch.diverged_epoch):
+            x_test = {input_name(k): inputs.x_test for k in range(k_runs)}
+            predicted = model.predict(x_test, batch_size=engine.validation_batch(spec0.batch_size), verbose=0)
+            y_pred_by_branch = {name: np.asarray(p).argmax(axis=1) for name, p in predicted.items()}
+        for k, (spec, result) in enumerate(zip(specs, results)):
+            diverged = watch.diverged_epoch[k]
+            if diverged is None:
+                result.update(engine._prediction_metrics(spec, inputs.y_test, y_pred_by_branch[branch_name(k)]))
+                result["status"] = "ok"
+            else:
+                result["status"] = "diverged"
+                result["error"] = f"the training loss became NaN or infinite at epoch {diverged}"
+                result["metrics"] = {"diverged_epoch": diverged}
+    except Exception as exc:  # noqa: BLE001 - a failed group must not stop the other experiments
+        for line in engine.take_startup_lines():
+            log_all(f"library start-up: {line}")
+        log_all(traceback.format_exc().rstrip())
+        for r in results:
+            r["status"] = "failed"
+            r["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    group_s = time.perf_counter() - start
+    group_epoch_s = float(np.mean(watch.epoch_s)) if watch is not None and watch.epoch_s else None
+    finished_at = engine.utc_now()
+    tf_loaded = "tensorflow" in sys.modules
+    versions = engine.versions(with_tf=tf_loaded)
+    host = {"cpus": os.cpu_count(), "threads": engine.thread_settings() if tf_loaded else None}
+    for k, (result, log) in enumerate(zip(results, logs)):
+        history = engine.clean_history(watch.history[k] if watch is not None else {})
+        result["history"] = history
+        if history["loss"]:
+            result["metrics"] = {**engine.curve_metrics(history), **result["metrics"]}
+        # A run's duration is its share of the group's: the report sums durations into the
+        # lab's training time, and the ETA learns seconds per epoch per model from them.
+        result["duration_s"] = round(group_s / k_runs, 3)
+        result["epoch_s"] = round(group_epoch_s / k_runs, 4) if group_epoch_s is not None else None
+        result["fused"] = {
+            "branches": k_runs,
+            "branch": k + 1,
+            "runs": [_run_key(s) for s in specs],
+            "duration_s": round(group_s, 3),
+            "epoch_s": round(group_epoch_s, 4) if group_epoch_s is not None else None,
+        }
+        result["started_at"], result["finished_at"] = started_at, finished_at
+        result["versions"], result["host"] = versions, host
+        log(f"{result['status']}" + (f": {result['error']}" if result["error"] else "")
+            + f" (fused group of {k_runs}: {group_s:.1f} s, this run's share {result['duration_s']:.1f} s)")
+    return results
+
+
+def _run_key(spec: ExperimentSpec) -> str:
+    # ``run_key`` arrives with repeats (spec.repeat); the experiment's name before that.
+    return getattr(spec, "run_key", spec.name)
+
+
+# --------------------------------------------------------------------------- Keras
+
+
+def _group_callback(specs: Sequence[ExperimentSpec], epochs: int, run_logs: Sequence[Log],
+                    on_epochs: Sequence[Callable[[EpochInfo], object] | None]):
+    """Per-branch epoch logs, progress and divergence; stops fit only when all diverged."""
+    import keras
+
+    names = [branch_name(k) for k in range(len(specs))]
+
+    class GroupWatch(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch_s: list[float] = []
+            self.history: list[dict[str, list]] = [{} for _ in names]
+            self.diverged_epoch: list[int | None] = [None] * len(names)
+            self._fit_start = time.perf_counter()
+            self._epoch_start = self._fit_start
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self._epoch_start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            now = time.perf_counter()
+            self.epoch_s.append(now - self._epoch_start)
+            logs = logs or {}
+            for k, name in enumerate(names):
+                if self.diverged_epoch[k] is not None:
+                    continue  # its later epochs are NaN computed for nothing: not its history
+                # Keras names a branch's numbers "<branch>_loss", "val_<branch>_loss"...; with
+                # one branch only, plain "loss" (there is no sum to tell it from).
+                own_key = (lambda key: key) if len(names) == 1 else (lambda key, name=name: f"{name}_{key}")
+                own = {key: logs.get(own_key(key)) for key in ("loss", "accuracy")}
+                own.update({f"val_{key}": logs.get(f"val_{own_key(key)}") for key in ("loss", "accuracy")})
+                for key, value in own.items():
+                    self.history[k].setdefault(key, []).append(value)
+                info = EpochInfo(
+                    epoch=epoch + 1, epochs=epochs,
+                    loss=engine.finite(own["loss"]), accuracy=engine.finite(own["accuracy"]),
+                    val_loss=engine.finite(own["val_loss"]), val_accuracy=engine.finite(own["val_accuracy"]),
+                    epoch_s=self.epoch_s[-1], elapsed_s=now - self._fit_start,
+                )
+                run_logs[k](engine._epoch_line(info))
+                if on_epochs[k] is not None:
+                    on_epochs[k](info)
+                if info.loss is None:  # as engine: the epoch loss is the mean of the batch losses
+                    self.diverged_epoch[k] = epoch + 1
+                    if len(names) > 1:
+                        run_logs[k]("this branch diverged; the other branches of the fused model train on")
+            if all(d is not None for d in self.diverged_epoch):
+                self.model.stop_training = True
+
+    return GroupWatch()
+
+
+def _fit(specs: Sequence[ExperimentSpec], inputs: engine.Inputs, epochs: int, watch: Any,
+         results: list[dict], logs: Sequence[Log], build: Callable[..., Any] | None = None):
+    """Build the K branches (each seeded as engine seeds one model), compile with the summed
+    loss, fit on each branch's own data order; returns the fused model."""
+    engine.tensorflow()
+    import keras
+
+    from labreport.train import models
+
+    build = build or models.build
+    spec0 = specs[0]
+    names = [branch_name(k) for k in range(len(specs))]
+    keras.backend.clear_session()
+    n_inputs = inputs.x_train.shape[1] if inputs.x_train.ndim == 2 else None
+    branches = []
+    for spec, name, result in zip(specs, names, results):
+        # Exactly engine._fit's draws: the initialisers take their seeds from Python's
+        # random, reset here by the branch's seed, in the same layer order.
+        keras.utils.set_random_seed(spec.seed)
+        branch = build(spec, n_inputs, name=name)
+        result["params"]["keras_total"] = int(branch.count_params())
+        branches.append(branch)
+    feeds = [keras.Input(shape=inputs.x_train.shape[1:], name=input_name(k)) for k in range(len(specs))]
+    model = keras.Model({input_name(k): feed for k, feed in enumerate(feeds)},
+                        {name: branch(feed) for name, branch, feed in zip(names, branches, feeds)}, name="fused")
+    spe = engine.steps_per_execution(len(inputs.y_train), spec0.batch_size)
+    model.compile(
+        optimizer=models.optimizer(spec0),  # per-weight updates: each branch's own optimizer, in effect
+        loss={name: "categorical_crossentropy" for name in names},  # summed, weight 1 each
+        metrics={name: ["accuracy"] for name in names},
+        jit_compile=False,
+        steps_per_execution=spe,
+    )
+    for spec, branch, log in zip(specs, branches, logs):
+        log(f"model: {param_counts.breakdown(spec).topology}, {branch.count_params():,} parameters; "
+            f"fit batch {spec.batch_size}, {epochs} epochs, steps_per_execution {spe}, "
+            f"validation batch {engine.validation_batch(spec.batch_size)}; fused: one Keras model of "
+            f"{len(specs)} branches ({', '.join(_run_key(s) for s in specs)}), each with its own seed and data order")
+    n_train = len(inputs.y_train)
+    y_test = engine.one_hot(inputs.y_test)
+    model.fit(
+        training_batches([s.seed for s in specs], inputs.x_train, engine.one_hot(inputs.y_train),
+                         spec0.batch_size, epochs),
+        epochs=epochs,
+        steps_per_epoch=math.ceil(n_train / spec0.batch_size),
+        shuffle=False,  # the batches come in each branch's own order already
+        validation_data=({input_name(k): inputs.x_test for k in range(len(specs))},
+                         {name: y_test for name in names}),
+        validation_batch_size=engine.validation_batch(spec0.batch_size),
+        verbose=0,
+        callbacks=[watch],
+    )
+    return model
+
+
+def epoch_order(seed: int, epoch: int, n: int):
+    """Branch's data order in ``epoch`` (0-based): a permutation of range(n) drawn from
+    (seed, epoch) alone, so it does not depend on the other branches or on any state."""
+    tf = engine.tensorflow()
+    return tf.random.experimental.stateless_shuffle(
+        tf.range(n, dtype=tf.int32), seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]))
+
+
+def training_batches(seeds: Sequence[int], x: np.ndarray, y: np.ndarray, batch_size: int, epochs: int):
+    """A tf.data pipeline of ``epochs`` x ceil(n / batch_size) batches ({input_name(k): x rows},
+    {branch_name(k): y rows}), branch k's rows in its own order (``epoch_order`` of seeds[k]),
+    the last batch of an epoch partial.
+
+    The same vectorised shape as Keras' own array pipeline (one permutation per epoch,
+    sliced into index batches, a parallel gather), times K.
+    """
+    tf = engine.tensorflow()
+
+    n = len(x)
+    n_full = n // batch_size
+    rest = n - n_full * batch_size
+    seed_list = [int(s) for s in seeds]
+    x_t, y_t = tf.constant(x), tf.constant(y)
+
+    def permutations(epoch):
+        return tf.stack([epoch_order(s, epoch, n) for s in seed_list])  # (K, n)
+
+    def index_batches(perms):
+        def one_branch(perm):
+            batches = tf.data.Dataset.from_tensor_slices(tf.reshape(perm[:n_full * batch_size], [n_full, batch_size]))
+            if rest:
+                batches = batches.concatenate(tf.data.Dataset.from_tensors(perm[n_full * batch_size:]))
+            return batches
+
+        return tf.data.Dataset.zip(tuple(one_branch(perms[k]) for k in range(len(seed_list))))
+
+    def gather(*idx):
+        return ({input_name(k): tf.gather(x_t, idx[k]) for k in range(len(seed_list))},
+                {branch_name(k): tf.gather(y_t, idx[k]) for k in range(len(seed_list))})
+
+    ds = (tf.data.Dataset.range(epochs).map(permutations).prefetch(1)
+          .flat_map(index_batches).map(gather, num_parallel_calls=tf.data.AUTOTUNE))
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False  # as Keras' own pipeline
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,194 @@
+"""fusion: K runs as one Keras model train as they would alone, each with its own data order,
+and a diverging branch spoils none of the others.
+
+The equality tests train full-batch (one batch = the whole tiny training set, no dropout):
+then the data order cannot matter, so a fused branch must reproduce its separate
+``engine.train_and_evaluate`` run to float rounding, epoch by epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from labreport.config.spec import ConvSpec
+from labreport.train import engine, fusion, models
+
+from tests.test_engine import RMSPROP, spec, synthetic_dataset
+
+N_TRAIN, N_TEST = 200, 100
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_dataset("mnist", n_train=N_TRAIN, n_test=N_TEST, seed=3)
+
+
+def full_batch(s, epochs: int = 3):
+    return dataclasses.replace(s, batch_size=N_TRAIN, epochs=epochs, dropout=0.0)
+
+
+# --------------------------------------------------------------------------- grouping (pure)
+
+
+def test_runs_that_share_inputs_batches_epochs_and_optimizer_form_one_group():
+    a1, a2 = spec("a", seed=1), spec("a", seed=7)
+    wider = spec("b", hidden=(40,), activation="tanh")  # another shape: still one input, one step
+    other_batch = spec("c", batch_size=128)
+    other_epochs = spec("d", epochs=5)
+    other_lr = spec("e", optimizer=dataclasses.replace(RMSPROP, args=(("learning_rate", 0.01), ("rho", 0.9))))
+    cnn = spec("f", part="cnn", conv=(ConvSpec(4, 3),))
+    groups = fusion.groups([a1, other_batch, a2, wider, other_epochs, other_lr, cnn])
+    assert groups == [(a1, a2, wider), (other_batch,), (other_epochs,), (other_lr,), (cnn,)]
+
+
+def test_a_large_group_is_cut_into_near_equal_chunks_in_order():
+    runs = [spec("a", seed=s) for s in range(1, 11)]
+    groups = fusion.groups(runs, max_branches=4)
+    assert [len(g) for g in groups] == [4, 3, 3]
+    assert [s for g in groups for s in g] == runs
+
+
+def test_train_group_refuses_runs_that_cannot_share_one_model(data):
+    with pytest.raises(ValueError, match="do not share"):
+        fusion.train_group([spec("a"), spec("b", batch_size=32)], data)
+
+
+# --------------------------------------------------------------------------- data order
+
+
+@pytest.mark.tf
+def test_each_branch_has_its_own_order_fixed_by_its_seed_and_the_epoch():
+    def order(seed, epoch):
+        return fusion.epoch_order(seed, epoch, 500).numpy()
+
+    first = order(1, 0)
+    assert sorted(first) == list(range(500))
+    assert np.array_equal(first, order(1, 0))  # reproducible
+    assert not np.array_equal(first, order(2, 0))  # another seed (another repeat): another order
+    assert not np.array_equal(first, order(1, 1))  # a new order every epoch
+
+
+@pytest.mark.tf
+def test_the_batches_give_every_branch_every_row_once_per_epoch_in_its_own_order():
+    n, batch = 10, 4
+    x = np.arange(n, dtype=np.float32).reshape(n, 1) * np.ones((1, 3), np.float32)
+    y = engine.one_hot(np.arange(n) % 10)
+    ds = fusion.training_batches([5, 6], x, y, batch, epochs=2)
+    batches = list(ds.as_numpy_iterator())
+    assert [len(xb["input0"]) for xb, _ in batches] == [4, 4, 2] * 2  # the last batch of an epoch is partial
+    for k, seed in ((0, 5), (1, 6)):
+        inp, out = fusion.input_name(k), fusion.branch_name(k)
+        for epoch in range(2):
+            rows = np.concatenate([xb[inp][:, 0] for xb, _ in batches[3 * epoch: 3 * epoch + 3]]).astype(int)
+            assert np.array_equal(rows, fusion.epoch_order(seed, epoch, n).numpy())
+            labels = np.concatenate([yb[out] for _, yb in batches[3 * epoch: 3 * epoch + 3]]).argmax(axis=1)
+            assert np.array_equal(labels, rows % 10)  # each row keeps its own label
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _separate(specs, data):
+    return [engine.train_and_evaluate(s, data) for s in specs]
+
+
+def _assert_same_run(fused: dict, alone: dict):
+    assert (fused["status"], fused["error"]) == (alone["status"], alone["error"]) == ("ok", None)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(fused["history"][key], alone["history"][key], rtol=2e-4, atol=1e-6,
+                                   err_msg=f"{fused['name']}: {key}")
+    assert fused["confusion"] == alone["confusion"]
+    assert fused["params"] == alone["params"]
+    assert fused["metrics"]["macro_f1"] == pytest.approx(alone["metrics"]["macro_f1"], abs=1e-9)
+
+
+@pytest.mark.tf
+def test_fused_repeats_and_a_sweep_neighbour_train_exactly_as_alone(data):
+    specs = [full_batch(spec("a", seed=1)), full_batch(spec("a", seed=9)),
+             full_batch(spec("b", hidden=(24,), activation="tanh", seed=1))]
+    lines: list[list[str]] = [[], [], []]
+    epochs_seen: list[list[int]] = [[], [], []]
+    fused = fusion.train_group(specs, data, cache_keys=["k1", "k2", "k3"],
+                               logs=[ls.append for ls in lines],
+                               on_epochs=[lambda info, k=k: epochs_seen[k].append(info.epoch) for k in range(3)])
+    alone = _separate(specs, data)
+    for f, a in zip(fused, alone):
+        _assert_same_run(f, a)
+    # the two repeats differ (their own seeds), as they would alone
+    assert fused[0]["history"]["loss"] != fused[1]["history"]["loss"]
+    assert [r["cache_key"] for r in fused] == ["k1", "k2", "k3"]
+    assert [r["fused"]["branch"] for r in fused] == [1, 2, 3]
+    assert all(r["fused"]["branches"] == 3 for r in fused)
+    group_s = fused[0]["fused"]["duration_s"]
+    assert all(r["duration_s"] == pytest.approx(group_s / 3, abs=2e-3) for r in fused)
+    assert epochs_seen == [[1, 2, 3]] * 3
+    assert all(any(line.startswith("epoch 3/3") for line in ls) for ls in lines)
+
+
+@pytest.mark.tf
+def test_a_cnn_group_trains_exactly_as_alone(data):
+    conv = (ConvSpec(4, 3), ConvSpec(6, 3))
+    specs = [full_batch(spec("c", part="cnn", conv=conv, hidden=(12,), seed=s), epochs=2) for s in (2, 3)]
+    for f, a in zip(fusion.train_group(specs, data), _separate(specs, data)):
+        _assert_same_run(f, a)
+
+
+def _nan_in_branch(bad: int):
+    """models.build, except that branch ``bad`` starts with a NaN weight: its first loss is NaN."""
+    def build(s, n_inputs, *, name):
+        model = models.build(s, n_inputs, name=name)
+        if name == fusion.branch_name(bad):
+            layer = model.get_layer("output")
+            kernel, bias = layer.get_weights()
+            bias[0] = np.nan  # (a NaN before a relu may vanish: relu(NaN) is 0 on this build)
+            layer.set_weights([kernel, bias])
+        return model
+
+    return build
+
+
+@pytest.mark.tf
+def test_a_diverging_branch_is_marked_diverged_and_the_others_train_on_exactly_as_alone(data):
+    specs = [full_batch(spec("a", seed=1)), full_batch(spec("a", seed=2)), full_batch(spec("a", seed=3))]
+    lines: list[list[str]] = [[], [], []]
+    fused = fusion.train_group(specs, data, logs=[ls.append for ls in lines], build=_nan_in_branch(1))
+    bad = fused[1]
+    assert bad["status"] == "diverged"
+    assert bad["metrics"]["diverged_epoch"] == 1
+    assert bad["error"] == "the training loss became NaN or infinite at epoch 1"
+    assert bad["history"]["loss"] == [None]  # its history stops where it diverged, as alone
+    assert bad["confusion"] == []
+    assert any("this branch diverged" in line for line in lines[1])
+    alone = _separate([specs[0], specs[2]], data)
+    _assert_same_run(fused[0], alone[0])
+    _assert_same_run(fused[2], alone[1])
+    assert len(fused[0]["history"]["loss"]) == 3  # the NaN stopped neither fit nor the others
+
+
+@pytest.mark.tf
+def test_fit_stops_when_every_branch_has_diverged(data):
+    specs = [full_batch(spec("a", seed=1), epochs=4)]
+    fused = fusion.train_group(specs, data, build=_nan_in_branch(0))
+    assert fused[0]["status"] == "diverged"
+    assert len(fused[0]["history"]["loss"]) == 1
+
+
+@pytest.mark.tf
+def test_minibatch_branches_learn_with_their_own_order_and_a_failure_fails_the_group(data):
+    specs = [spec("a", seed=1, batch_size=32, epochs=3), spec("a", seed=4, batch_size=32, epochs=3)]
+    fused = fusion.train_group(specs, data)
+    assert [r["status"] for r in fused] == ["ok", "ok"]
+    assert all(r["metrics"]["test_accuracy"] > 0.5 for r in fused)  # the synthetic bars are easy
+    assert fused[0]["history"] != fused[1]["history"]
+
+    def broken(s, n_inputs, *, name):
+        raise RuntimeError("no model today")
+
+    lines: list[str] = []
+    failed = fusion.train_group(specs, data, build=broken, logs=[lines.append, lambda _l: None])
+    assert [r["status"] for r in failed] == ["failed", "failed"]
+    assert failed[0]["error"] == "RuntimeError: no model today"
+    assert any("Traceback" in line for line in lines)
