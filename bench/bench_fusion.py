@@ -1,150 +1,78 @@
-"""Fused vs separate training of the experiments of a lab that could share one Keras model.
+"""Fused vs separate training, by the clock, at the runner's real thread settings.
 
-Experiments with the same data set, inputs, batch size, epochs and optimizer can be trained
-as one model: K independent branches on one input, the K losses summed. Each branch gets
-exactly its own gradient, and RMSprop's update is per weight, so each trains as it would
-alone (up to dropout masks and the order of random draws). Two ways are timed:
+Runs that share data, inputs, batch size, epochs and optimizer can be trained as one Keras
+model of K branches (``labreport.train.fusion``). Whether that pays for a user is the wall
+time of an epoch of the K runs at the runner's settings, not the CPU time of one process:
 
-- ``branches``: the K Keras models side by side in one graph (one fit, K outputs);
-- ``grouped`` (``--grouped``): CNNs with identical conv stacks only: the K first
-  convolutions as one Conv2D with K x filters on the shared image, the next ones as
-  grouped convolutions (``groups=K``), then each branch's slice of channels to its own
-  dense head: fewer, bigger kernels. Measured on TensorFlow's CPU build (2026-11-25): the
-  six lab CNNs, 2 epochs on 5,000 images, had used > 100 CPU s and not finished where
-  one by one took 9.6 CPU s, so it is off by default.
+- ``--jobs 1``: one process, TF threads (intra 2, inter 1) on 2 cores (runner.thread_split);
+  separate = the K runs one after the other (``engine.train_and_evaluate``), fused = one
+  ``fusion.train_group``;
+- ``--jobs 2``: two worker processes at once, one thread each (as the runner's pool): both
+  train the K runs one after the other (separate) or both train a fused group of K (fused),
+  so the machine is loaded as in a real run; the machine then does 2 x K runs in a worker's
+  time, so the figure is the workers' mean divided by 2.
 
-    python -m bench.bench_fusion                 # every group of the default lab, 2 epochs, 15,000 images
-    python -m bench.bench_fusion --train 5000 --family cnn    # smaller, one family
+Every figure is the machine's wall seconds for one epoch of the K runs, so the four numbers
+of a family (separate/fused x jobs 1/2) compare directly.
 
-Prints one row per group: separate seconds (K fits one after the other, the engine's
-settings), fused seconds, and the ratio, by the clock and in process CPU seconds.
-Asserts nothing.
+Cases: K repeats (seeds derived as repeats derive them) of each family's reference
+experiment, and with ``--sweeps`` the lab's own groups of experiments that share a fusion
+key. Seconds per epoch are medians of the epochs after the first (the first one traces the
+graph; it is in the whole-fit seconds). Each measurement runs in a fresh process, so the
+data, HOG cache and TF start-up are outside the figures. Asserts nothing.
+
+    python -m bench.bench_fusion                          # every family, K = 3, full data, 3 epochs
+    python -m bench.bench_fusion --family cnn --jobs 2    # one family, one setting
+    python -m bench.bench_fusion --sweeps                 # also the lab's sweep groups
+
+Grouped convolutions (one Conv2D with K x filters, ``groups=K`` for the next layers) were
+measured on TensorFlow's CPU build (2026-11-25): the six lab CNNs, 2 epochs on 5,000 images,
+had used > 100 CPU s unfinished where one by one took 9.6 CPU s; not pursued.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import json
 import os
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from labreport.config import loader  # noqa: E402
 from labreport.config.spec import ExperimentSpec  # noqa: E402
+from labreport.train import fusion  # noqa: E402
 
 BUILD = ROOT / "build"
+FAMILIES = {  # family -> the reference experiment (as bench/__main__.py)
+    "mlp raw": "raw-tanh-250",
+    "mlp hog": "hog-sigmoid-p4-o8",
+    "cnn": "cnn-relu-25",
+    "cnn fashion": "fashion-conv9-100",
+}
+THREADS = {1: (2, 1), 2: (1, 1)}  # --jobs -> (intra, inter) per worker, as runner.thread_split on 2 cores
 
 
-def fusion_key(spec: ExperimentSpec) -> tuple:
-    """What experiments must share to be trained as one model."""
-    return (spec.dataset, spec.hog, bool(spec.conv), spec.batch_size, spec.epochs, spec.optimizer, spec.seed)
+def derived_seed(seed: int, repeat: int) -> int:
+    """The repeats' seed rule (config.spec.repeat_seed, once it exists; the same formula)."""
+    try:
+        from labreport.config.spec import repeat_seed
+    except ImportError:
+        if repeat == 1:
+            return seed
+        return int.from_bytes(hashlib.sha256(f"{seed}/{repeat}".encode()).digest()[:8], "big") % (2**31 - 1) + 1
+    return repeat_seed(seed, repeat)
 
 
-def groups(specs: list[ExperimentSpec]) -> list[list[ExperimentSpec]]:
-    """The lab's fusable groups of two or more experiments, in config order."""
-    by_key: dict[tuple, list[ExperimentSpec]] = {}
-    for s in specs:
-        by_key.setdefault(fusion_key(s), []).append(s)
-    return [g for g in by_key.values() if len(g) > 1]
-
-
-def _compile(model, spec: ExperimentSpec, n_train: int, n_outputs: int = 1):
-    from labreport.train import engine, models
-
-    loss = ["categorical_crossentropy"] * n_outputs if n_outputs > 1 else "categorical_crossentropy"
-    metrics = [["accuracy"]] * n_outputs if n_outputs > 1 else ["accuracy"]
-    model.compile(optimizer=models.optimizer(spec), loss=loss, metrics=metrics, jit_compile=False,
-                  steps_per_execution=engine.steps_per_execution(n_train, spec.batch_size))
-    return model
-
-
-def branches_model(specs: list[ExperimentSpec], n_inputs: int | None):
-    import keras
-
-    from labreport.train import models
-
-    first = models.build(specs[0], n_inputs)
-    inp = keras.Input(shape=first.input_shape[1:])
-    outs = [models.build(s, n_inputs)(inp) for s in specs]
-    return keras.Model(inp, outs)
-
-
-def grouped_model(specs: list[ExperimentSpec]):
-    """CNN branches with identical conv stacks: one conv per layer for all branches."""
-    import keras
-
-    conv = specs[0].conv
-    k = len(specs)
-    inp = keras.Input(shape=(28, 28, 1))
-    x = inp
-    for i, c in enumerate(conv):
-        x = keras.layers.Conv2D(c.filters * k, c.kernel, padding=c.padding, activation=c.activation,
-                                groups=1 if i == 0 else k)(x)
-        if c.pool > 1:
-            x = keras.layers.MaxPooling2D(c.pool)(x)
-    f = conv[-1].filters
-    outs = []
-    for j, s in enumerate(specs):
-        h = keras.layers.Lambda(lambda t, j=j: t[..., j * f:(j + 1) * f])(x)
-        h = keras.layers.Flatten()(h)
-        for units in s.hidden:
-            h = keras.layers.Dense(units, activation=s.activation)(h)
-            if s.dropout > 0:
-                h = keras.layers.Dropout(s.dropout)(h)
-        outs.append(keras.layers.Dense(10, activation="softmax")(h))
-    return keras.Model(inp, outs)
-
-
-def _fit(model, spec: ExperimentSpec, inputs, y_train, y_test, n_outputs: int, epochs: int) -> float:
-    from labreport.train import engine
-
-    ys = [y_train] * n_outputs if n_outputs > 1 else y_train
-    yt = [y_test] * n_outputs if n_outputs > 1 else y_test
-    t0, c0 = time.perf_counter(), time.process_time()
-    model.fit(inputs.x_train, ys, batch_size=spec.batch_size, epochs=epochs,
-              validation_data=(inputs.x_test, yt), validation_batch_size=engine.validation_batch(spec.batch_size),
-              verbose=0)
-    return np.array([time.perf_counter() - t0, time.process_time() - c0])
-
-
-def bench_group(specs: list[ExperimentSpec], dataset, hog, n_train: int, n_test: int, epochs: int,
-                grouped_conv: bool = True) -> dict:
-    import keras
-
-    from labreport.train import engine, models
-
-    cfg = engine.QuickConfig(epochs=epochs, n_train=n_train, n_test=n_test)
-    inputs = engine.prepare_inputs(specs[0], dataset, hog_features=hog, quick_cfg=cfg)
-    n_inputs = inputs.x_train.shape[1] if inputs.x_train.ndim == 2 else None
-    y_train, y_test = engine.one_hot(inputs.y_train), engine.one_hot(inputs.y_test)
-    spec = specs[0]
-
-    separate = np.zeros(2)
-    for s in specs:
-        keras.backend.clear_session()
-        keras.utils.set_random_seed(s.seed)
-        separate += _fit(_compile(models.build(s, n_inputs), s, n_train), s, inputs, y_train, y_test, 1, epochs)
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(spec.seed)
-    fused = _fit(_compile(branches_model(specs, n_inputs), spec, n_train, len(specs)), spec, inputs,
-                 y_train, y_test, len(specs), epochs)
-    print(f"  {spec.name}..: separate {separate[0]:.1f} s ({separate[1]:.1f} cpu s),"
-          f" fused {fused[0]:.1f} s ({fused[1]:.1f} cpu s)", flush=True)
-    grouped = None
-    if grouped_conv and spec.conv and all(s.conv == spec.conv for s in specs):
-        keras.backend.clear_session()
-        keras.utils.set_random_seed(spec.seed)
-        try:
-            grouped = _fit(_compile(grouped_model(specs), spec, n_train, len(specs)), spec, inputs,
-                           y_train, y_test, len(specs), epochs)
-        except Exception as exc:  # noqa: BLE001 - e.g. grouped convolutions unsupported on this CPU build
-            print(f"  grouped convolutions failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
-    return {"separate": separate, "fused": fused, "grouped": grouped}
+def repeats_of(spec: ExperimentSpec, k: int) -> list[ExperimentSpec]:
+    return [dataclasses.replace(spec, seed=derived_seed(spec.seed, r)) for r in range(1, k + 1)]
 
 
 def family_of(spec: ExperimentSpec) -> str:
@@ -153,51 +81,130 @@ def family_of(spec: ExperimentSpec) -> str:
     return eta.family(spec)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.bench_fusion", description=__doc__.splitlines()[0])
-    ap.add_argument("--train", type=int, default=15_000)
-    ap.add_argument("--test", type=int, default=2_500)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--family", action="append", help="only these families (mlp raw, mlp hog, cnn, cnn fashion)")
-    ap.add_argument("--grouped", action="store_true",
-                    help="also time grouped convolutions (measured > 10x slower than separate on TF's CPU build)")
-    ap.add_argument("--no-grouped", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("-c", "--config", type=Path, default=ROOT / "experiments.toml")
-    args = ap.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def cases(lab, families: list[str], k: int, sweeps: bool) -> list[tuple[str, str, list[ExperimentSpec]]]:
+    """(family, what, specs) to time."""
+    by_name = {s.name: s for s in lab.experiments}
+    out = [(fam, f"{k} repeats of {FAMILIES[fam]}", repeats_of(by_name[FAMILIES[fam]], k))
+           for fam in families if FAMILIES[fam] in by_name]
+    if sweeps:
+        for group in fusion.groups(list(lab.experiments)):
+            if len(group) > 1 and family_of(group[0]) in families:
+                out.append((family_of(group[0]), f"sweep {group[0].name}.. ({len(group)})", list(group)))
+    return out
+
+
+# --------------------------------------------------------------------------- one worker process
+
+
+def worker(job: dict) -> dict:
+    """Train job["names"]'s specs (with their seeds) fused or one by one; per-epoch wall seconds."""
     from labreport.train import datasets, engine, features
 
-    engine.tensorflow()
-    lab = loader.load(args.config)
+    lab = loader.load(Path(job["config"]))
+    by_name = {s.name: s for s in lab.experiments}
+    specs = [dataclasses.replace(by_name[name], seed=seed) for name, seed in job["runs"]]
+    engine.configure_threads(*job["threads"])
+    ds = datasets.load(specs[0].dataset, data_dir=BUILD / "data")
     hog = lambda imgs, p, o, key: features.cached_hog(imgs, p, o, cache_dir=BUILD / "features", key=key)  # noqa: E731
-    print(f"fused vs separate: {args.epochs} epochs on {args.train:,} train / {args.test:,} test images, "
-          f"one process, TensorFlow's default threads; load average {os.getloadavg()[0]:.1f}", flush=True)
-    header = ["family", "group (batch, epochs)", "K", "separate s (cpu s)", "fused s (cpu s)", "ratio (cpu)",
-              "grouped-conv s (cpu s)", "ratio (cpu)"]
+    cfg = engine.QuickConfig(epochs=job["epochs"], n_train=job["train"], n_test=job["test"])
+    engine.prepare_inputs(specs[0], ds, hog_features=hog, quick_cfg=cfg)  # HOG cache warm before the clock
+    c0, t0 = time.process_time(), time.perf_counter()
+    if job["mode"] == "fused":
+        per_epoch: list[list[float]] = [[]]
+        results = fusion.train_group(specs, ds, hog_features=hog, quick=True, quick_cfg=cfg,
+                                     on_epochs=[lambda info: per_epoch[0].append(info.epoch_s)]
+                                     + [None] * (len(specs) - 1))
+    elif job["mode"] == "single":  # fusion's code path with one branch per fit: the pipeline alone
+        per_epoch, results = [], []
+        for s in specs:
+            times: list[float] = []
+            results += fusion.train_group([s], ds, hog_features=hog, quick=True, quick_cfg=cfg,
+                                          on_epochs=[lambda info, times=times: times.append(info.epoch_s)])
+            per_epoch.append(times)
+    else:
+        per_epoch = []
+        results = []
+        for s in specs:
+            times: list[float] = []
+            results.append(engine.train_and_evaluate(s, ds, hog_features=hog, quick=True, quick_cfg=cfg,
+                                                     on_epoch=lambda info, times=times: times.append(info.epoch_s)))
+            per_epoch.append(times)
+    wall_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    steady = sum(statistics.median(t[1:] or t) for t in per_epoch)  # one epoch of all K runs
+    return {"epoch_s": steady, "wall_s": wall_s, "cpu_s": cpu_s,
+            "statuses": [r["status"] for r in results], "threads": job["threads"]}
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def measure(specs: list[ExperimentSpec], mode: str, jobs: int, args) -> dict:
+    """Run ``jobs`` identical worker processes at once; their mean figures and the load before."""
+    job = {"config": str(args.config), "runs": [(s.name, s.seed) for s in specs], "mode": mode,
+           "threads": THREADS[jobs], "epochs": args.epochs, "train": args.train, "test": args.test}
+    load = os.getloadavg()[0]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.bench_fusion", "--worker", json.dumps(job)],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for _ in range(jobs)]
+    outs = []
+    for p in procs:
+        stdout, _ = p.communicate()
+        lines = [line for line in stdout.splitlines() if line.startswith("{")]
+        if p.returncode or not lines:
+            raise SystemExit(f"worker failed ({p.returncode}): {stdout[-500:]}")
+        outs.append(json.loads(lines[-1]))
+    # The machine's seconds for one epoch of the K runs: ``jobs`` workers did K runs each at once.
+    return {key: statistics.mean(o[key] for o in outs) / jobs for key in ("epoch_s", "wall_s")} | {
+        "cpu_s": statistics.mean(o["cpu_s"] for o in outs),
+        "load": load, "statuses": sorted({st for o in outs for st in o["statuses"]})}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_fusion", description=__doc__.splitlines()[0])
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("-k", type=int, default=3, help="repeats per group (default 3)")
+    ap.add_argument("--train", type=int, default=60_000, help="training images (default all 60,000)")
+    ap.add_argument("--test", type=int, default=10_000)
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per fit (the first traces; default 3)")
+    ap.add_argument("--family", action="append", choices=list(FAMILIES), help="only these families")
+    ap.add_argument("--jobs", type=int, action="append", choices=[1, 2], help="only these --jobs settings")
+    ap.add_argument("--sweeps", action="store_true", help="also the lab's groups of different experiments")
+    ap.add_argument("--single", action="store_true",
+                    help="also fusion's code path one run at a time (how much is the data pipeline, not fusion)")
+    ap.add_argument("-c", "--config", type=Path, default=ROOT / "experiments.toml")
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))), flush=True)
+        return 0
+    lab = loader.load(args.config)
+    families = args.family or list(FAMILIES)
+    print(f"fused vs separate: {args.epochs} epochs on {args.train:,} train / {args.test:,} test images; "
+          f"wall seconds per epoch of all K runs (median of epochs 2..), at the runner's threads; "
+          f"{os.cpu_count()} cores", flush=True)
+    header = ["family", "runs", "jobs", "separate s/epoch", "fused s/epoch", "ratio", "whole fits s sep/fused",
+              "cpu ratio", "load before"] + (["single s/epoch"] if args.single else [])
     rows = []
-
-    def pair(v) -> str:
-        return f"{v[0]:.1f} ({v[1]:.1f})"
-
-    def ratio(a, b) -> str:
-        return f"{a[0] / b[0]:.2f}x ({a[1] / b[1]:.2f}x)"
-
-    for g in groups(list(lab.experiments)):
-        if args.family and family_of(g[0]) not in args.family:
-            continue
-        ds = datasets.load(g[0].dataset, data_dir=BUILD / "data")
-        r = bench_group(g, ds, hog, args.train, args.test, args.epochs, grouped_conv=args.grouped and not args.no_grouped)
-        row = [family_of(g[0]), f"{g[0].name}.. (bs {g[0].batch_size}, ep {g[0].epochs})", str(len(g)),
-               pair(r["separate"]), pair(r["fused"]), ratio(r["separate"], r["fused"]),
-               pair(r["grouped"]) if r["grouped"] is not None else "-",
-               ratio(r["separate"], r["grouped"]) if r["grouped"] is not None else "-"]
-        rows.append(row)
-        print("  " + "  ".join(row), flush=True)
+    for fam, what, specs in cases(lab, families, args.k, args.sweeps):
+        for jobs in args.jobs or [1, 2]:
+            sep = measure(specs, "separate", jobs, args)
+            fus = measure(specs, "fused", jobs, args)
+            row = [fam, what, str(jobs), f"{sep['epoch_s']:.2f}", f"{fus['epoch_s']:.2f}",
+                   f"{sep['epoch_s'] / fus['epoch_s']:.2f}x", f"{sep['wall_s']:.1f}/{fus['wall_s']:.1f}",
+                   f"{sep['cpu_s'] / fus['cpu_s']:.2f}x", f"{sep['load']:.1f}/{fus['load']:.1f}"]
+            if args.single:
+                row.append(f"{measure(specs, 'single', jobs, args)['epoch_s']:.2f}")
+            if sep["statuses"] != ["ok"] or fus["statuses"] != ["ok"]:
+                row[1] += f" (statuses {sep['statuses']}/{fus['statuses']})"
+            rows.append(row)
+            print("  " + "  ".join(row), flush=True)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     print("\n".join("  ".join(str(c).rjust(w) for c, w in zip(r, widths))
                     for r in [header, ["-" * w for w in widths], *rows]))
-    print("(ratio = separate / fused: > 1 means fusion pays; wall seconds, and in brackets process CPU"
-          " seconds, the steadier figure on a shared machine; the fit times include graph tracing)")
+    print("(s/epoch: the machine's wall seconds for one epoch of all K runs; --jobs 2: two workers at once, one"
+          " thread each, each doing the K runs (so their mean / 2). ratio = separate / fused: > 1 means fusion"
+          " pays. whole fits: the same for the whole fits, tracing included. cpu ratio: process CPU seconds."
+          " load before: 1-minute load average before each measurement" + ("; single: fusion's pipeline, one"
+          " run per fit" if args.single else "") + ")")
     return 0
 
 
