@@ -51,6 +51,27 @@ def test_a_large_group_is_cut_into_near_equal_chunks_in_order():
     assert [s for g in groups for s in g] == runs
 
 
+def test_plan_fuses_only_where_it_pays_and_keeps_one_unit_of_work_per_job():
+    raw = [spec("raw", seed=s) for s in (1, 2, 3)]
+    cnn = [spec("cnn", part="cnn", conv=(ConvSpec(4, 3),), seed=s) for s in (1, 2)]
+    items = [("r1", raw[0]), ("c1", cnn[0]), ("r2", raw[1]), ("c2", cnn[1]), ("r3", raw[2])]
+    only_mlps = lambda s: not s.conv  # noqa: E731
+    units = fusion.plan(items, lambda item: item[1], jobs=2, worth=only_mlps)
+    assert [[name for name, _ in u] for u in units] == [["r1", "r2", "r3"], ["c1"], ["c2"]]
+    # three repeats alone at --jobs 2: two units, not one fused group leaving a core idle
+    units = fusion.plan(items[::2], lambda item: item[1], jobs=2, worth=only_mlps)
+    assert [[name for name, _ in u] for u in units] == [["r1", "r2"], ["r3"]]
+    assert fusion.plan(items[::2], lambda item: item[1], jobs=1, worth=only_mlps) == [tuple(items[::2])]
+    assert fusion.plan(items, lambda item: item[1], jobs=2, worth=lambda s: False) == [(i,) for i in items]
+
+
+def test_fusion_is_on_unless_the_environment_says_0():
+    assert fusion.enabled({})
+    assert fusion.enabled({"LABREPORT_FUSION": "1"})
+    assert not fusion.enabled({"LABREPORT_FUSION": "0"})
+    assert not fusion.enabled({"LABREPORT_FUSION": "off"})
+
+
 def test_train_group_refuses_runs_that_cannot_share_one_model(data):
     with pytest.raises(ValueError, match="do not share"):
         fusion.train_group([spec("a"), spec("b", batch_size=32)], data)

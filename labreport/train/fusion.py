@@ -31,8 +31,8 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -40,6 +40,15 @@ from labreport.config import param_counts
 from labreport.config.spec import ExperimentSpec
 from labreport.train import engine
 from labreport.train.engine import EpochInfo, HogFeatures, Log, QuickConfig
+
+T = TypeVar("T")
+
+ENV_VAR = "LABREPORT_FUSION"
+# Separate / fused wall seconds per epoch of K = 3 repeats at the default --jobs 2, by family
+# (python -m bench.bench_fusion; figures and the machine's load in the README). Fusion is
+# used where this is at least MIN_RATIO, and only there.
+MEASURED_RATIO: dict[str, float] = {}
+MIN_RATIO = 1.1
 
 # Beyond this many branches a group is split: the fused model holds K x the activations
 # of one batch (the Fashion CNN at batch 16,382 has ~115 MB per conv layer and branch),
@@ -56,14 +65,63 @@ def fusion_key(spec: ExperimentSpec) -> tuple:
 def groups(specs: Sequence[ExperimentSpec], max_branches: int = MAX_BRANCHES) -> list[tuple[ExperimentSpec, ...]]:
     """``specs`` partitioned by ``fusion_key`` in first-seen order, each part cut into chunks
     of at most ``max_branches`` of near-equal size (a group of one is trained as today)."""
-    by_key: dict[tuple, list[ExperimentSpec]] = {}
-    for s in specs:
-        by_key.setdefault(fusion_key(s), []).append(s)
-    out: list[tuple[ExperimentSpec, ...]] = []
+    return [tuple(specs[i] for i in part) for part in _partition(list(specs), max_branches)]
+
+
+def _partition(specs: list[ExperimentSpec], max_branches: int) -> list[list[int]]:
+    by_key: dict[tuple, list[int]] = {}
+    for i, s in enumerate(specs):
+        by_key.setdefault(fusion_key(s), []).append(i)
+    out: list[list[int]] = []
     for members in by_key.values():
         n_chunks = math.ceil(len(members) / max(1, max_branches))
-        out.extend(tuple(chunk) for chunk in np.array_split(np.array(members, dtype=object), n_chunks))
+        size, extra = divmod(len(members), n_chunks)
+        start = 0
+        for c in range(n_chunks):
+            stop = start + size + (c < extra)
+            out.append(members[start:stop])
+            start = stop
     return out
+
+
+def enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """False when ``LABREPORT_FUSION=0`` (or no/false/off): the escape hatch, every run alone."""
+    env = os.environ if environ is None else environ
+    return env.get(ENV_VAR, "").strip().lower() not in ("0", "no", "false", "off")
+
+
+def pays(spec: ExperimentSpec) -> bool:
+    """Whether fusion was measured to pay for this spec's family (``MEASURED_RATIO``)."""
+    from labreport.train import eta
+
+    return MEASURED_RATIO.get(eta.family(spec), 0.0) >= MIN_RATIO
+
+
+def plan(items: Sequence[T], spec_of: Callable[[T], ExperimentSpec], jobs: int,
+         max_branches: int = MAX_BRANCHES, worth: Callable[[ExperimentSpec], bool] | None = None,
+         ) -> list[tuple[T, ...]]:
+    """``items`` (runs, in the caller's order) as units of work: fused groups of 2+ where
+    fusion pays, single runs elsewhere; in the order of each unit's first item.
+
+    Never fewer units than ``jobs`` while a group can still be split: one fused group on
+    one worker would leave the other cores idle, and two runs side by side on two cores
+    beat them fused on one (bench_fusion, --jobs 1 fused vs --jobs 2 separate). ``worth``
+    replaces :func:`pays` (tests).
+    """
+    worth = worth or pays
+    specs = [spec_of(item) for item in items]
+    fusable = [i for i, s in enumerate(specs) if worth(s)]
+    units = [[fusable[j] for j in part] for part in _partition([specs[i] for i in fusable], max_branches)]
+    units += [[i] for i, s in enumerate(specs) if not worth(s)]
+    while len(units) < jobs:
+        largest = max(units, key=len)
+        if len(largest) < 2:
+            break
+        units.remove(largest)
+        half = (len(largest) + 1) // 2
+        units += [largest[:half], largest[half:]]
+    units.sort(key=lambda u: u[0])
+    return [tuple(items[i] for i in u) for u in units]
 
 
 def branch_name(k: int) -> str:
