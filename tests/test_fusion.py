@@ -213,3 +213,140 @@ def test_minibatch_branches_learn_with_their_own_order_and_a_failure_fails_the_g
     assert [r["status"] for r in failed] == ["failed", "failed"]
     assert failed[0]["error"] == "RuntimeError: no model today"
     assert any("Traceback" in line for line in lines)
+
+
+# --------------------------------------------------------------------------- the runner's grouping step
+
+LAB = """\
+[defaults]
+optimizer = {{ name = "rmsprop" }}
+batch_size = 64
+seed = 7
+
+[[experiment]]
+name = "mlp-a"
+part = "raw"
+hidden = 16
+activation = "relu"
+epochs = 2
+repeats = {repeats}
+
+[[experiment]]
+name = "cnn-a"
+part = "cnn"
+conv = [{{ filters = 3, kernel = 3 }}]
+hidden = 8
+activation = "relu"
+epochs = 1
+"""
+
+
+def _lab(tmp_path, repeats: int):
+    from labreport import config
+
+    path = tmp_path / "experiments.toml"
+    path.write_text(LAB.format(repeats=repeats))
+    return config.load(path)
+
+
+def _run(lab, build, **kwargs):
+    import io
+
+    from labreport.train import runner
+    from test_runner import tiny_dataset
+
+    out = io.StringIO()
+    summary = runner.run(lab, build, load_dataset=tiny_dataset, progress=out, **kwargs)
+    return summary, out.getvalue()
+
+
+@pytest.fixture
+def raw_mlps_pay(monkeypatch):
+    """Fusion on for the raw MLPs only, whatever the measured table says today."""
+    monkeypatch.setattr(fusion, "MEASURED_RATIO", {"mlp raw": 2.0})
+    monkeypatch.delenv(fusion.ENV_VAR, raising=False)
+
+
+@pytest.mark.tf
+def test_the_runner_fuses_the_stale_repeats_and_stores_each_run_on_its_own(tmp_path, raw_mlps_pay):
+    from labreport.results import store
+
+    build = tmp_path / "build"
+    summary, out = _run(_lab(tmp_path, 3), build)
+    assert summary.ran == 4 and summary.ok
+    assert "running 4 run(s) of 2 experiment(s)" in out and "3 of them as 1 fused model(s)" in out
+    runs = [store.read_result(build, "mlp-a", repeat=r) for r in (1, 2, 3)]
+    assert [r["repeat"] for r in runs] == [1, 2, 3]
+    assert [r["fused"]["branch"] for r in runs] == [1, 2, 3]
+    assert runs[0]["fused"]["runs"] == ["mlp-a", "mlp-a/repeat-2", "mlp-a/repeat-3"]
+    assert len({r["spec"]["seed"] for r in runs}) == 3
+    assert all(r["status"] == "ok" and len(r["history"]["loss"]) == 2 for r in runs)
+    assert "fused" not in store.read_result(build, "cnn-a")  # not a family where fusion pays
+    log2 = _log_of(build, "mlp-a", 2)
+    assert "fused: one Keras model of 3 branches" in log2 and "run 2/3" in log2
+
+    # raising repeats trains only the new runs, fused together; the fresh ones stay as they are
+    before = (build / "runs" / "mlp-a" / "result.json").read_bytes()
+    summary, out = _run(_lab(tmp_path, 5), build)
+    assert summary.ran == 2 and sorted(summary.names()) == ["mlp-a/repeat-4", "mlp-a/repeat-5"]
+    assert (build / "runs" / "mlp-a" / "result.json").read_bytes() == before
+    assert store.read_result(build, "mlp-a", repeat=5)["fused"]["runs"] == ["mlp-a/repeat-4", "mlp-a/repeat-5"]
+
+
+def _log_of(build, name: str, repeat: int) -> str:
+    from labreport.results.layout import BuildLayout
+
+    return BuildLayout(build).log_path(name, repeat).read_text()
+
+
+@pytest.mark.tf
+def test_LABREPORT_FUSION_0_trains_the_repeats_one_by_one(tmp_path, raw_mlps_pay, monkeypatch):
+    from labreport.results import store
+
+    monkeypatch.setenv(fusion.ENV_VAR, "0")
+    build = tmp_path / "build"
+    summary, out = _run(_lab(tmp_path, 2), build, names=["mlp-a"])
+    assert summary.ran == 2 and "fused" not in out
+    assert all("fused" not in store.read_result(build, "mlp-a", repeat=r) for r in (1, 2))
+
+
+def _fused_task(tmp_path, n: int):
+    from labreport.train import runner
+
+    runs = _lab(tmp_path, n).experiments[0].runs()
+    tasks = runner.make_tasks(runs, tmp_path / "build", quick=False, quick_cfg=None)
+    (task,) = runner.fuse_tasks(tasks, jobs=1)
+    return task
+
+
+def test_a_fused_task_gives_each_run_its_own_outcome_status_identity_and_log(tmp_path, raw_mlps_pay):
+    from labreport.train import runner
+    from test_runner import tiny_dataset
+
+    task = _fused_task(tmp_path, 3)
+    assert [r.name for r in task.runs] == ["mlp-a", "mlp-a/repeat-2", "mlp-a/repeat-3"]
+
+    def one_diverges(specs, dataset, *, logs, cache_keys, **_):
+        out = []
+        for k, (s, log) in enumerate(zip(specs, logs)):
+            log(f"branch of seed {s.seed}")
+            r = engine.base_result(s, status="diverged" if k == 1 else "ok", quick=False, cache_key="?")
+            r["history"]["loss"] = [1.0, float("nan")] if k == 1 else [1.0, 0.5]
+            out.append(r)
+        return out
+
+    events = []
+    outcome = runner.Worker(tiny_dataset, train_group=one_diverges).run(task, events.append)
+    assert [o.name for o in outcome.all] == [r.name for r in task.runs]
+    assert [o.result["status"] for o in outcome.all] == ["ok", "diverged", "ok"]
+    assert [o.result["repeat"] for o in outcome.all] == [1, 2, 3]
+    assert [o.result["cache_key"] for o in outcome.all] == [r.cache_key for r in task.runs]
+    assert outcome.more[0].result["history"]["loss"] == [1.0, None]  # stored without the NaN
+    for o, r in zip(outcome.all, task.runs):
+        assert f"branch of seed {r.spec.seed}" in o.log and "run " in o.log
+    assert {e.name for e in events if e.kind == "start"} == {r.name for r in task.runs}
+
+    # a worker process that dies takes the whole group: every run is stored failed
+    failed = runner.failed_outcome(task, "worker process failed: BrokenProcessPool")
+    assert [o.result["status"] for o in failed.all] == ["failed"] * 3
+    assert [o.result["repeat"] for o in failed.all] == [1, 2, 3]

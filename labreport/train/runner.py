@@ -29,7 +29,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import connection as mp_connection
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TextIO
@@ -38,6 +38,7 @@ from labreport import __version__
 from labreport.train import datasets
 from labreport.train import engine
 from labreport.train import eta
+from labreport.train import fusion
 from labreport.results import staleness, store
 from labreport.results.layout import BuildLayout
 from labreport.train.engine import ENGINE_VERSION, EpochInfo, QuickConfig
@@ -112,6 +113,14 @@ class Task:
     features_dir: str
     estimate_s: float = 0.0
     threads: tuple[int, int] | None = None  # (intra-op, inter-op) for TF in the worker
+    # The other runs trained with this one as one fused Keras model (fuse_tasks; their
+    # outcomes come back in this task's Outcome.more).
+    fused: tuple[Task, ...] = ()
+
+    @property
+    def runs(self) -> tuple[Task, ...]:
+        """This task's run and the runs fused with it."""
+        return (self, *self.fused)
 
     @property
     def name(self) -> str:
@@ -140,6 +149,11 @@ class Outcome:
     name: str
     result: dict
     log: str
+    more: tuple[Outcome, ...] = ()  # the outcomes of the runs fused with this one (Task.fused)
+
+    @property
+    def all(self) -> tuple[Outcome, ...]:
+        return (self, *self.more)
 
 
 Emit = Callable[[Event], None]
@@ -148,9 +162,11 @@ Emit = Callable[[Event], None]
 class Worker:
     """Runs tasks; keeps data sets and HOG features in memory for the next tasks of this process."""
 
-    def __init__(self, load_dataset: LoadDataset | None = None, train: Train | None = None):
+    def __init__(self, load_dataset: LoadDataset | None = None, train: Train | None = None,
+                 train_group: Callable[..., list[dict]] | None = None):
         self.load_dataset = load_dataset or datasets.load
         self.train = train or engine.train_and_evaluate
+        self.train_group = train_group or fusion.train_group  # fused tasks (fuse_tasks)
         self._datasets: dict[tuple[str, str], Any] = {}
         self._hog: dict[tuple[str, str, int, int], Any] = {}
 
@@ -179,6 +195,8 @@ class Worker:
         return compute
 
     def run(self, task: Task, emit: Emit) -> Outcome:
+        if task.fused:
+            return self._run_fused(task, emit)
         lines: list[str] = []
 
         def log(line: str) -> None:
@@ -187,9 +205,7 @@ class Worker:
             emit(Event(task.name, "log", stamped))
 
         emit(Event(task.name, "start"))
-        run = f" run {task.spec.repeat}/{task.spec.repeats}, seed {task.spec.seed}" if task.spec.repeats > 1 else ""
-        log(f"labreport {__version__}, engine {ENGINE_VERSION}: "
-            f"experiment {task.spec.name!r}{run}{' (quick)' if task.quick else ''}, pid {os.getpid()}")
+        log(_first_line(task))
         try:
             dataset = self.dataset(task.spec.dataset, task.data_dir)
             result = self.train(
@@ -205,6 +221,74 @@ class Worker:
         result.update(run_identity(task), quick=task.quick, cache_key=task.cache_key)
         result = finite_result(result)
         return Outcome(task.name, result, "\n".join(lines) + "\n")
+
+
+    # ------------------------------------------------------------------ fusion (issue U item 2)
+    def _run_fused(self, task: Task, emit: Emit) -> Outcome:
+        """Train ``task.runs`` as one fused model (fusion.train_group); one outcome per run,
+        each with its own log, result and identity, as if it had been trained alone."""
+        runs = task.runs
+        lines: dict[str, list[str]] = {r.name: [] for r in runs}
+
+        def logger(name: str) -> Callable[[str], None]:
+            def log(line: str) -> None:
+                stamped = f"{time.strftime('%H:%M:%S')} {line}"
+                lines[name].append(stamped)
+                emit(Event(name, "log", stamped))
+            return log
+
+        logs = [logger(r.name) for r in runs]
+        for r, log in zip(runs, logs):
+            emit(Event(r.name, "start"))
+            log(_first_line(r))
+        try:
+            dataset = self.dataset(task.spec.dataset, task.data_dir)
+            results = self.train_group(
+                [r.spec for r in runs], dataset,
+                hog_features=self.hog_features(task.features_dir), quick=task.quick, quick_cfg=task.quick_cfg,
+                cache_keys=[r.cache_key for r in runs], threads=task.threads, logs=logs,
+                on_epochs=[lambda info, name=r.name: emit(Event(name, "epoch", info)) for r in runs],
+            )
+        except Exception as exc:  # noqa: BLE001 - one group's failure must not stop the others
+            for log in logs:
+                log(traceback.format_exc().rstrip())
+            results = [failed_result(r, f"{type(exc).__name__}: {exc}") for r in runs]
+        outcomes = []
+        for r, result in zip(runs, results):
+            result.update(run_identity(r), quick=r.quick, cache_key=r.cache_key)
+            outcomes.append(Outcome(r.name, finite_result(result), "\n".join(lines[r.name]) + "\n"))
+        return replace(outcomes[0], more=tuple(outcomes[1:]))
+
+
+def _first_line(task: Task) -> str:
+    run = f" run {task.spec.repeat}/{task.spec.repeats}, seed {task.spec.seed}" if task.spec.repeats > 1 else ""
+    return (f"labreport {__version__}, engine {ENGINE_VERSION}: "
+            f"experiment {task.spec.name!r}{run}{' (quick)' if task.quick else ''}, pid {os.getpid()}")
+
+
+def fuse_tasks(tasks: Sequence[Task], jobs: int) -> list[Task]:
+    """The grouping step: the stale runs that fusion.plan puts together become one task
+    (the first run's, the others in ``Task.fused``), never fewer tasks than ``jobs``.
+    A group's estimate is the sum of its runs' (the measured gain is left as slack);
+    the tasks stay longest first."""
+    units = fusion.plan(list(tasks), lambda t: t.spec, jobs)
+    fused = [replace(u[0], fused=tuple(u[1:]), estimate_s=sum(t.estimate_s for t in u)) if len(u) > 1 else u[0]
+             for u in units]
+    return sorted(fused, key=lambda t: -t.estimate_s)
+
+
+def _fused_note(tasks: Sequence[Task]) -> str:
+    groups = [t for t in tasks if t.fused]
+    if not groups:
+        return ""
+    return (f"; {sum(len(t.runs) for t in groups)} of them as {len(groups)} fused model(s)"
+            f" ({fusion.ENV_VAR}=0: one by one)")
+
+
+def failed_outcome(task: Task, error: str) -> Outcome:
+    """Every run of ``task`` failed with ``error`` (e.g. its worker process died)."""
+    outcomes = [Outcome(r.name, failed_result(r, error), error + "\n") for r in task.runs]
+    return replace(outcomes[0], more=tuple(outcomes[1:]))
 
 
 def finite_result(result: dict) -> dict:
@@ -348,7 +432,7 @@ class ProcessPoolExecutor:
                     yield fut.result()
                 except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
                     error = f"worker process failed: {type(exc).__name__}: {exc}"
-                    yield Outcome(task.name, failed_result(task, error), error + "\n")
+                    yield failed_outcome(task, error)
 
     def _drain(self, emit: Emit) -> None:
         while True:
@@ -559,13 +643,16 @@ def run(
         threads = thread_split(jobs) if executor is None else None
         estimator = eta.for_run(config, build, jobs=jobs, threads=threads, cores=cpu_count())
         tasks = make_tasks(todo, build, quick=quick, quick_cfg=quick_cfg, threads=threads, estimator=estimator)
+        if executor is None and train is None and fusion.enabled():  # the real engine on local workers
+            tasks = fuse_tasks(tasks, jobs)
         preloaded = {}
         if executor is None:  # a remote executor's workers load from their own build/data
             preloaded = preload_data(tasks, load_dataset or datasets.load)
-        of = f" of {len({t.spec.name for t in tasks})} experiment(s)" if unit == "run(s)" else ""
-        reporter.message(f"running {len(tasks)} {unit}{of}{' (quick)' if quick else ''} with "
+        runs = [r for t in tasks for r in t.runs]
+        of = f" of {len({r.spec.name for r in runs})} experiment(s)" if unit == "run(s)" else ""
+        reporter.message(f"running {len(runs)} {unit}{of}{' (quick)' if quick else ''} with "
                          f"{jobs} job(s), estimated {fmt_duration(_first_estimate(tasks, jobs, estimator))}"
-                         + _load_note(estimator))
+                         + _load_note(estimator) + _fused_note(tasks))
         if executor is None:
             if jobs == 1:
                 worker = Worker(load_dataset, train)
@@ -574,7 +661,7 @@ def run(
             else:  # the workers read the verified cache again; the driver need not hold the arrays
                 preloaded.clear()
                 executor = ProcessPoolExecutor(jobs, load_dataset=load_dataset, train=train)
-        sink = _Sink(build, quick, {t.name: t for t in tasks}, reporter, jobs, unit=unit)
+        sink = _Sink(build, quick, {r.name: r for t in tasks for r in t.runs}, reporter, jobs, unit=unit)
         summary = _execute(executor, tasks, sink, n_skipped, start)
         problems = ", ".join(f"{n} {what}" for n, what in ((summary.failed, "failed"),
                                                             (summary.diverged, "diverged")) if n)
@@ -615,15 +702,16 @@ def _execute(executor: Executor, tasks: list[Task], sink: _Sink, n_skipped: int,
     """Feed the executor, store each outcome as it arrives; on Ctrl-C stop the workers."""
     tally = _Tally()
     try:
-        for outcome in executor.run(tasks, sink.emit):
-            sink.store(outcome)
-            tally.add(outcome)
+        for fused in executor.run(tasks, sink.emit):
+            for outcome in fused.all:  # one outcome per run, also for a fused task
+                sink.store(outcome)
+                tally.add(outcome)
     except KeyboardInterrupt:
         executor.close(cancel=True)
         sink.interrupted()
         summary = tally.summary(n_skipped, start)
         sink.reporter.message(f"interrupted: {summary.ran} {sink.unit} finished and stored, "
-                              f"{len(tasks) - summary.ran} not run")
+                              f"{sum(len(t.runs) for t in tasks) - summary.ran} not run")
         raise RunInterrupted(summary) from None
     except BaseException:  # e.g. the disk is full: still stop the workers we started
         executor.close(cancel=True)
@@ -699,7 +787,8 @@ class _Sink:
         # Whole experiment as the driver saw it (data, build, fit, predict), else the trainer's
         # (fit and predict): so for a worker's first run, whose start-up would otherwise count
         # as its experiment's (a --quick run's first finish line raised 1m16s to 1m39s; it took 49 s).
-        took = (time.perf_counter() - self.started[task.name]) \
+        # A fused run's own share is its group's time over its branches (its duration_s already is).
+        took = ((time.perf_counter() - self.started[task.name]) / ((result.get("fused") or {}).get("branches") or 1)) \
             if task.name in self.started and task.name not in self.cold else (result.get("duration_s") or 0.0)
         if result.get("status") == "ok" and took > 0:
             self.took_s[task.name] = took
