@@ -43,6 +43,8 @@ VARIABLES = {v.name: v for v in (
     Variable("LABREPORT_QUICK_EPOCHS", "int", "epochs of --quick runs", 1, 100_000),
     Variable("LABREPORT_QUICK_TRAIN", "int", "training images of --quick runs", 1, 60_000),
     Variable("LABREPORT_QUICK_TEST", "int", "test images of --quick runs", 1, 10_000),
+    Variable("LABREPORT_FUSION", "flag", "train runs that can share one Keras model fused where it pays"
+             " (default on; 0 = one by one)"),
     Variable("LABREPORT_MAX_EXPERIMENTS", "int", "runs a config may declare (experiments x repeats, sweeps included)"
              " (default 1,000)", 1, 1_000_000),
 )}

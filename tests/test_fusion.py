@@ -70,6 +70,22 @@ def test_fusion_is_on_unless_the_environment_says_0():
     assert fusion.enabled({"LABREPORT_FUSION": "1"})
     assert not fusion.enabled({"LABREPORT_FUSION": "0"})
     assert not fusion.enabled({"LABREPORT_FUSION": "off"})
+    assert fusion.enabled({"LABREPORT_FUSION": " "})
+    from labreport.env import EnvError
+
+    with pytest.raises(EnvError, match="LABREPORT_FUSION='maybe': expected one of 1, true, yes, on or 0, false"):
+        fusion.enabled({"LABREPORT_FUSION": "maybe"})
+
+
+def test_a_bad_LABREPORT_FUSION_stops_run_before_anything_with_exit_2(tmp_path, capsys, monkeypatch):
+    from labreport import cli
+
+    _lab(tmp_path, 2)
+    monkeypatch.setenv("LABREPORT_FUSION", "sometimes")
+    code = cli.main(["run", "-c", str(tmp_path / "experiments.toml"), "-b", str(tmp_path / "build")])
+    err = capsys.readouterr().err
+    assert code == 2 and "LABREPORT_FUSION='sometimes'" in err and "Traceback" not in err
+    assert not (tmp_path / "build" / "runs").exists()
 
 
 def test_train_group_refuses_runs_that_cannot_share_one_model(data):

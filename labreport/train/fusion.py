@@ -85,9 +85,14 @@ def _partition(specs: list[ExperimentSpec], max_branches: int) -> list[list[int]
 
 
 def enabled(environ: Mapping[str, str] | None = None) -> bool:
-    """False when ``LABREPORT_FUSION=0`` (or no/false/off): the escape hatch, every run alone."""
-    env = os.environ if environ is None else environ
-    return env.get(ENV_VAR, "").strip().lower() not in ("0", "no", "false", "off")
+    """False when ``LABREPORT_FUSION`` is 0/false/no/off: the escape hatch, every run alone.
+    Unset or empty: on. Any other value raises env.EnvError (the CLI checks it up front)."""
+    from labreport import env as env_vars
+
+    environ = os.environ if environ is None else environ
+    if not environ.get(ENV_VAR, "").strip():
+        return True
+    return bool(env_vars.get(ENV_VAR, True, environ))
 
 
 def pays(spec: ExperimentSpec) -> bool:
