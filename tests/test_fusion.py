@@ -97,15 +97,20 @@ def test_train_group_refuses_runs_that_cannot_share_one_model(data):
 
 
 @pytest.mark.tf
-def test_each_branch_has_its_own_order_fixed_by_its_seed_and_the_epoch():
-    def order(seed, epoch):
-        return fusion.epoch_order(seed, epoch, 500).numpy()
+def test_each_branch_has_its_own_order_fixed_by_its_seed_and_new_each_epoch():
+    def order(seed, key):
+        return fusion.epoch_order(seed, key, 500).numpy()
 
     first = order(1, 0)
     assert sorted(first) == list(range(500))
     assert np.array_equal(first, order(1, 0))  # reproducible
     assert not np.array_equal(first, order(2, 0))  # another seed (another repeat): another order
-    assert not np.array_equal(first, order(1, 1))  # a new order every epoch
+    assert not np.array_equal(first, order(1, 1))  # another epoch's key: another order
+    keys = fusion.epoch_keys(5)
+    passes = [list(keys.as_numpy_iterator()) for _ in range(3)]
+    assert all(len(p) == 1 for p in passes) and len({p[0] for p in passes}) == 3  # a new key every pass
+    again = fusion.epoch_keys(5)
+    assert [list(again.as_numpy_iterator()) for _ in range(3)] == passes  # the sequence is the seed's
 
 
 @pytest.mark.tf
@@ -113,16 +118,20 @@ def test_the_batches_give_every_branch_every_row_once_per_epoch_in_its_own_order
     n, batch = 10, 4
     x = np.arange(n, dtype=np.float32).reshape(n, 1) * np.ones((1, 3), np.float32)
     y = engine.one_hot(np.arange(n) % 10)
-    ds = fusion.training_batches([5, 6], x, y, batch, epochs=2)
-    batches = list(ds.as_numpy_iterator())
-    assert [len(xb["input0"]) for xb, _ in batches] == [4, 4, 2] * 2  # the last batch of an epoch is partial
+    ds = fusion.training_batches([5, 6], x, y, batch)
+    epochs = [list(ds.as_numpy_iterator()) for _ in range(2)]
+    assert [[len(xb["input0"]) for xb, _ in e] for e in epochs] == [[4, 4, 2]] * 2  # one epoch per pass
     for k, seed in ((0, 5), (1, 6)):
         inp, out = fusion.input_name(k), fusion.branch_name(k)
-        for epoch in range(2):
-            rows = np.concatenate([xb[inp][:, 0] for xb, _ in batches[3 * epoch: 3 * epoch + 3]]).astype(int)
-            assert np.array_equal(rows, fusion.epoch_order(seed, epoch, n).numpy())
-            labels = np.concatenate([yb[out] for _, yb in batches[3 * epoch: 3 * epoch + 3]]).argmax(axis=1)
+        keys = fusion.epoch_keys(seed)
+        for epoch in epochs:
+            (key,) = list(keys.as_numpy_iterator())
+            rows = np.concatenate([xb[inp][:, 0] for xb, _ in epoch]).astype(int)
+            assert np.array_equal(rows, fusion.epoch_order(seed, key, n).numpy())
+            labels = np.concatenate([yb[out] for _, yb in epoch]).argmax(axis=1)
             assert np.array_equal(labels, rows % 10)  # each row keeps its own label
+    first, second = ([np.concatenate([xb["input0"][:, 0] for xb, _ in e]) for e in epochs])
+    assert not np.array_equal(first, second)
 
 
 # --------------------------------------------------------------------------- training
@@ -170,6 +179,19 @@ def test_a_cnn_group_trains_exactly_as_alone(data):
     conv = (ConvSpec(4, 3), ConvSpec(6, 3))
     specs = [full_batch(spec("c", part="cnn", conv=conv, hidden=(12,), seed=s), epochs=2) for s in (2, 3)]
     for f, a in zip(fusion.train_group(specs, data), _separate(specs, data)):
+        _assert_same_run(f, a)
+
+
+@pytest.mark.tf
+def test_epochs_of_many_small_steps_keep_their_boundaries_as_alone(data):
+    """Several steps per graph call (engine.steps_per_execution) with a partial last call: each
+    fused epoch must be exactly one pass, as alone. With every training row the same image,
+    the data order cannot matter, so histories must agree step for step."""
+    same = dataclasses.replace(data, x_train=np.repeat(data.x_train[:1], N_TRAIN, axis=0),
+                               y_train=np.repeat(data.y_train[:1], N_TRAIN))
+    specs = [spec("a", seed=s, batch_size=3, epochs=3) for s in (1, 2)]  # 67 steps: 32 + 32 + 3
+    assert engine.steps_per_execution(N_TRAIN, 3) == 32
+    for f, a in zip(fusion.train_group(specs, same), _separate(specs, same)):
         _assert_same_run(f, a)
 
 

@@ -8,8 +8,8 @@ from that weight's gradient only, so each branch trains as it would alone. What 
 from K separate fits: one optimizer step counter for all (the same value), and the random
 draws of the data order and the dropout masks.
 
-The data order is each branch's own: a new permutation per epoch from the branch's seed
-and the epoch number, so the branches of one fused group see independent orders, as K
+The data order is each branch's own: a new permutation per epoch drawn from the branch's
+seed, so the branches of one fused group see independent orders, as K
 separate runs would. (Sharing one order would make the repeats of an experiment agree
 more than separate runs do, and shrink the spread between seeds that repeats measure.)
 
@@ -42,6 +42,7 @@ from labreport.train import engine
 from labreport.train.engine import EpochInfo, HogFeatures, Log, QuickConfig
 
 T = TypeVar("T")
+LOSS_METRIC = "xent"  # each branch's training loss as engine reports it (see _fit)
 
 ENV_VAR = "LABREPORT_FUSION"
 # Separate / fused wall seconds per epoch of K = 3 repeats at the default --jobs 2, by family
@@ -282,11 +283,12 @@ def _group_callback(specs: Sequence[ExperimentSpec], epochs: int, run_logs: Sequ
             for k, name in enumerate(names):
                 if self.diverged_epoch[k] is not None:
                     continue  # its later epochs are NaN computed for nothing: not its history
-                # Keras names a branch's numbers "<branch>_loss", "val_<branch>_loss"...; with
-                # one branch only, plain "loss" (there is no sum to tell it from).
+                # Keras names a branch's numbers "<branch>_xent", "val_<branch>_xent"...; with
+                # one branch only, plain "xent".
                 own_key = (lambda key: key) if len(names) == 1 else (lambda key, name=name: f"{name}_{key}")
-                own = {key: logs.get(own_key(key)) for key in ("loss", "accuracy")}
-                own.update({f"val_{key}": logs.get(f"val_{own_key(key)}") for key in ("loss", "accuracy")})
+                own = {"loss": logs.get(own_key(LOSS_METRIC)), "accuracy": logs.get(own_key("accuracy")),
+                       "val_loss": logs.get(f"val_{own_key(LOSS_METRIC)}"),
+                       "val_accuracy": logs.get(f"val_{own_key('accuracy')}")}
                 for key, value in own.items():
                     self.history[k].setdefault(key, []).append(value)
                 info = EpochInfo(
@@ -337,7 +339,10 @@ def _fit(specs: Sequence[ExperimentSpec], inputs: engine.Inputs, epochs: int, wa
     model.compile(
         optimizer=models.optimizer(spec0),  # per-weight updates: each branch's own optimizer, in effect
         loss={name: "categorical_crossentropy" for name in names},  # summed, weight 1 each
-        metrics={name: ["accuracy"] for name in names},
+        # Keras averages a branch's own loss over batches, each batch counting once; a model's
+        # "loss" weighs each batch by its size. This metric is the same cross-entropy, weighed
+        # by size: the number engine reports for one model (partial last batches included).
+        metrics={name: ["accuracy", keras.metrics.CategoricalCrossentropy(name=LOSS_METRIC)] for name in names},
         jit_compile=False,
         steps_per_execution=spe,
     )
@@ -346,13 +351,11 @@ def _fit(specs: Sequence[ExperimentSpec], inputs: engine.Inputs, epochs: int, wa
             f"fit batch {spec.batch_size}, {epochs} epochs, steps_per_execution {spe}, "
             f"validation batch {engine.validation_batch(spec.batch_size)}; fused: one Keras model of "
             f"{len(specs)} branches ({', '.join(_run_key(s) for s in specs)}), each with its own seed and data order")
-    n_train = len(inputs.y_train)
     y_test = engine.one_hot(inputs.y_test)
     model.fit(
         training_batches([s.seed for s in specs], inputs.x_train, engine.one_hot(inputs.y_train),
-                         spec0.batch_size, epochs),
+                         spec0.batch_size),
         epochs=epochs,
-        steps_per_epoch=math.ceil(n_train / spec0.batch_size),
         shuffle=False,  # the batches come in each branch's own order already
         validation_data=({input_name(k): inputs.x_test for k in range(len(specs))},
                          {name: y_test for name in names}),
@@ -363,48 +366,55 @@ def _fit(specs: Sequence[ExperimentSpec], inputs: engine.Inputs, epochs: int, wa
     return model
 
 
-def epoch_order(seed: int, epoch: int, n: int):
-    """Branch's data order in ``epoch`` (0-based): a permutation of range(n) drawn from
-    (seed, epoch) alone, so it does not depend on the other branches or on any state."""
+def epoch_order(seed: int, key, n: int):
+    """A branch's data order in one epoch: the permutation of range(n) drawn from (seed, key)
+    alone, ``key`` being the epoch's draw from ``epoch_keys``; independent of the other
+    branches and of any other state."""
     tf = engine.tensorflow()
     return tf.random.experimental.stateless_shuffle(
-        tf.range(n, dtype=tf.int32), seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]))
+        tf.range(n, dtype=tf.int32), seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(key, tf.int64)]))
 
 
-def training_batches(seeds: Sequence[int], x: np.ndarray, y: np.ndarray, batch_size: int, epochs: int):
-    """A tf.data pipeline of ``epochs`` x ceil(n / batch_size) batches ({input_name(k): x rows},
+def epoch_keys(seed: int):
+    """One random int64 per pass over the data set, a new one on each pass (Keras starts a new
+    pass every epoch), the sequence fixed by ``seed``."""
+    tf = engine.tensorflow()
+    return tf.data.Dataset.random(seed=int(seed), rerandomize_each_iteration=True).take(1)
+
+
+def training_batches(seeds: Sequence[int], x: np.ndarray, y: np.ndarray, batch_size: int):
+    """A tf.data pipeline of ONE epoch, ceil(n / batch_size) batches ({input_name(k): x rows},
     {branch_name(k): y rows}), branch k's rows in its own order (``epoch_order`` of seeds[k]),
-    the last batch of an epoch partial.
+    the last batch partial. Each pass draws new orders (``epoch_keys``).
 
-    The same vectorised shape as Keras' own array pipeline (one permutation per epoch,
-    sliced into index batches, a parallel gather), times K.
+    One epoch per pass, as Keras' own array pipeline: with several steps per execution
+    Keras runs a graph call until it has its steps or the data ends, so only the end of
+    the data can end an epoch where the epoch ends. The same vectorised shape as that
+    pipeline (a permutation per epoch, sliced into index batches, a parallel gather), K times.
     """
     tf = engine.tensorflow()
 
     n = len(x)
     n_full = n // batch_size
     rest = n - n_full * batch_size
-    seed_list = [int(s) for s in seeds]
     x_t, y_t = tf.constant(x), tf.constant(y)
 
-    def permutations(epoch):
-        return tf.stack([epoch_order(s, epoch, n) for s in seed_list])  # (K, n)
-
-    def index_batches(perms):
-        def one_branch(perm):
-            batches = tf.data.Dataset.from_tensor_slices(tf.reshape(perm[:n_full * batch_size], [n_full, batch_size]))
+    def index_batches(seed: int):
+        def batches(perm):
+            out = tf.data.Dataset.from_tensor_slices(tf.reshape(perm[:n_full * batch_size], [n_full, batch_size]))
             if rest:
-                batches = batches.concatenate(tf.data.Dataset.from_tensors(perm[n_full * batch_size:]))
-            return batches
+                out = out.concatenate(tf.data.Dataset.from_tensors(perm[n_full * batch_size:]))
+            return out
 
-        return tf.data.Dataset.zip(tuple(one_branch(perms[k]) for k in range(len(seed_list))))
+        return epoch_keys(seed).map(lambda key: epoch_order(seed, key, n)).flat_map(batches)
 
     def gather(*idx):
-        return ({input_name(k): tf.gather(x_t, idx[k]) for k in range(len(seed_list))},
-                {branch_name(k): tf.gather(y_t, idx[k]) for k in range(len(seed_list))})
+        return ({input_name(k): tf.gather(x_t, i) for k, i in enumerate(idx)},
+                {branch_name(k): tf.gather(y_t, i) for k, i in enumerate(idx)})
 
-    ds = (tf.data.Dataset.range(epochs).map(permutations).prefetch(1)
-          .flat_map(index_batches).map(gather, num_parallel_calls=tf.data.AUTOTUNE))
+    ds = tf.data.Dataset.zip(tuple(index_batches(int(s)) for s in seeds)).map(
+        gather, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n_full + (1 if rest else 0)))
     options = tf.data.Options()
     options.experimental_optimization.apply_default_optimizations = False  # as Keras' own pipeline
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
