@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from labreport.config.spec import ConvSpec
+from labreport.config.spec import ConvSpec, HogSpec
 from labreport.train import engine, fusion, models
 
 from tests.test_engine import RMSPROP, spec, synthetic_dataset
@@ -63,6 +63,12 @@ def test_plan_fuses_only_where_it_pays_and_keeps_one_unit_of_work_per_job():
     assert [[name for name, _ in u] for u in units] == [["r1", "r2"], ["r3"]]
     assert fusion.plan(items[::2], lambda item: item[1], jobs=1, worth=only_mlps) == [tuple(items[::2])]
     assert fusion.plan(items, lambda item: item[1], jobs=2, worth=lambda s: False) == [(i,) for i in items]
+
+
+def test_fusion_is_used_for_the_mlps_only_where_it_was_measured_to_pay():
+    assert fusion.pays(spec("raw")) and fusion.pays(spec("hog", part="hog", hog=HogSpec(4, 8)))
+    assert not fusion.pays(spec("cnn", part="cnn", conv=(ConvSpec(4, 3),)))
+    assert not fusion.pays(spec("f", part="fashion", dataset="fashion", conv=(ConvSpec(4, 3),)))
 
 
 def test_fusion_is_on_unless_the_environment_says_0():
@@ -301,7 +307,7 @@ def _run(lab, build, **kwargs):
 @pytest.fixture
 def raw_mlps_pay(monkeypatch):
     """Fusion on for the raw MLPs only, whatever the measured table says today."""
-    monkeypatch.setattr(fusion, "MEASURED_RATIO", {"mlp raw": 2.0})
+    monkeypatch.setattr(fusion, "FUSED_FAMILIES", frozenset({"mlp raw"}))
     monkeypatch.delenv(fusion.ENV_VAR, raising=False)
 
 
