@@ -63,6 +63,10 @@ def test_plan_fuses_only_where_it_pays_and_keeps_one_unit_of_work_per_job():
     assert [[name for name, _ in u] for u in units] == [["r1", "r2"], ["r3"]]
     assert fusion.plan(items[::2], lambda item: item[1], jobs=1, worth=only_mlps) == [tuple(items[::2])]
     assert fusion.plan(items, lambda item: item[1], jobs=2, worth=lambda s: False) == [(i,) for i in items]
+    # a sweep neighbour (another experiment of the same input and batches) is not fused
+    other = ("o1", spec("other", hidden=(40,)))
+    units = fusion.plan([items[0], other, items[2]], lambda item: item[1], jobs=1, worth=only_mlps)
+    assert [[name for name, _ in u] for u in units] == [["r1", "r2"], ["o1"]]
 
 
 def test_fusion_is_used_for_the_mlps_only_where_it_was_measured_to_pay():
@@ -325,7 +329,7 @@ def test_the_runner_fuses_the_stale_repeats_and_stores_each_run_on_its_own(tmp_p
     assert runs[0]["fused"]["runs"] == ["mlp-a", "mlp-a/repeat-2", "mlp-a/repeat-3"]
     assert len({r["spec"]["seed"] for r in runs}) == 3
     assert all(r["status"] == "ok" and len(r["history"]["loss"]) == 2 for r in runs)
-    assert "fused" not in store.read_result(build, "cnn-a")  # not a family where fusion pays
+    assert store.read_result(build, "cnn-a")["fused"] is None  # not a family where fusion pays
     log2 = _log_of(build, "mlp-a", 2)
     assert "fused: one Keras model of 3 branches" in log2 and "run 2/3" in log2
 
@@ -351,7 +355,7 @@ def test_LABREPORT_FUSION_0_trains_the_repeats_one_by_one(tmp_path, raw_mlps_pay
     build = tmp_path / "build"
     summary, out = _run(_lab(tmp_path, 2), build, names=["mlp-a"])
     assert summary.ran == 2 and "fused" not in out
-    assert all("fused" not in store.read_result(build, "mlp-a", repeat=r) for r in (1, 2))
+    assert all(store.read_result(build, "mlp-a", repeat=r)["fused"] is None for r in (1, 2))
 
 
 def _fused_task(tmp_path, n: int):

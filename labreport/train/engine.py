@@ -356,6 +356,7 @@ def base_result(
         "finished_at": None,
         "versions": versions(with_tf=False),
         "host": {"cpus": os.cpu_count(), "threads": None},
+        "fused": None,  # how it was trained when fused with other runs (fusion.train_group)
     }
 
 
