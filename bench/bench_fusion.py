@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import statistics
@@ -61,19 +60,9 @@ FAMILIES = {  # family -> the reference experiment (as bench/__main__.py)
 THREADS = {1: (2, 1), 2: (1, 1)}  # --jobs -> (intra, inter) per worker, as runner.thread_split on 2 cores
 
 
-def derived_seed(seed: int, repeat: int) -> int:
-    """The repeats' seed rule (config.spec.repeat_seed, once it exists; the same formula)."""
-    try:
-        from labreport.config.spec import repeat_seed
-    except ImportError:
-        if repeat == 1:
-            return seed
-        return int.from_bytes(hashlib.sha256(f"{seed}/{repeat}".encode()).digest()[:8], "big") % (2**31 - 1) + 1
-    return repeat_seed(seed, repeat)
-
-
 def repeats_of(spec: ExperimentSpec, k: int) -> list[ExperimentSpec]:
-    return [dataclasses.replace(spec, seed=derived_seed(spec.seed, r)) for r in range(1, k + 1)]
+    """The first k runs of ``spec`` with repeats = k (their seeds, as the runner trains them)."""
+    return list(dataclasses.replace(spec, repeats=k).runs())
 
 
 def family_of(spec: ExperimentSpec) -> str:
