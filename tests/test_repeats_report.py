@@ -426,3 +426,18 @@ def test_grade_sees_a_failed_run_2_and_a_missing_run_3(lab_pdf, tmp_path):
     rule = next(c for c in g.requirements if c.rule == "no failed or diverged experiment")
     assert not rule.ok and rule.detail.startswith("raw-b run 2/3 (failed")
     assert "raw-b run 2/3" in g.stale
+
+
+def test_a_run_stored_twice_is_a_mismatch(lab_pdf):
+    """The student who wants a small std copies run 1's curves into runs 2 and 3."""
+    from test_verify import edit_results
+
+    def twice(doc):
+        entry = next(e for e in doc["experiments"] if e["name"] == "raw-a")
+        for run in entry["more_runs"]:
+            run["history"] = json.loads(json.dumps(entry["result"]["history"]))
+
+    v = verify.verify(edit_results(lab_pdf["good"], lab_pdf["tmp"] / "twice.pdf", twice))
+    lines = [f.line() for f in v.mismatches if f.subject == "raw-a" and "stored twice" in f.detail]
+    assert len(lines) == 2 and lines[0].startswith("MISMATCH raw-a: run 2: its 20-epoch test-loss curve is run 1's"), lines
+    assert not [f for f in verify.verify(lab_pdf["good"]).mismatches if "stored twice" in f.detail]

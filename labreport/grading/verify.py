@@ -45,7 +45,7 @@ from labreport.results import store
 from labreport.results.run import Run, Stat
 from labreport.config.loader import ConfigError, loads
 from labreport.errors import UserError
-from labreport.grading import attachments as bounded
+from labreport.grading import attachments as bounded, copies
 from labreport.config.param_counts import breakdown, fmt
 from labreport.report.model import BANNER, METRIC_LABELS
 from labreport.report.render import CLAIMS_NAME, RESULTS_SCHEMA
@@ -709,6 +709,25 @@ def check_repeats(sub: Submission, spec: ExperimentSpec) -> list[Finding]:
         for f in [check_spec(r_spec, res)] + ([check_measurements(r_spec, res)] if res.get("status") == "ok" else []) \
                 + check_full_run(sub, r_spec, res):
             out.append(dataclasses.replace(f, check=f"{label} {f.check}"))
+    return out + check_repeats_differ(spec, [sub.result(spec.name), *more])
+
+
+def check_repeats_differ(spec: ExperimentSpec, results: list) -> list[Finding]:
+    """Runs of one experiment train from different seeds: two with the same per-epoch test-loss
+    curve, to every digit, are one run stored twice (which shrinks the spread the report prints)."""
+    seen: dict[str, int] = {}
+    out = []
+    for repeat, res in enumerate(results, start=1):
+        curve = ((res or {}).get("history") or {}).get("val_loss") if isinstance(res, dict) else None
+        if not isinstance(curve, list) or not any(isinstance(v, (int, float)) for v in curve):
+            continue
+        key = copies.digest(curve)
+        if key in seen:
+            out.append(Finding(spec.name, f"run {repeat}", MISMATCH,
+                               f"its {len(curve)}-epoch test-loss curve is run {seen[key]}'s, to every digit, though"
+                               " the two runs train from different seeds: one run was stored twice"))
+        else:
+            seen[key] = repeat
     return out
 
 
