@@ -398,3 +398,13 @@ def test_a_fused_task_gives_each_run_its_own_outcome_status_identity_and_log(tmp
     failed = runner.failed_outcome(task, "worker process failed: BrokenProcessPool")
     assert [o.result["status"] for o in failed.all] == ["failed"] * 3
     assert [o.result["repeat"] for o in failed.all] == [1, 2, 3]
+
+
+def test_a_fused_tasks_estimate_counts_the_measured_gain(tmp_path, raw_mlps_pay):
+    from labreport.train import runner
+
+    runs = _lab(tmp_path, 3).experiments[0].runs()
+    alone = runner.make_tasks(runs, tmp_path / "build", quick=False, quick_cfg=None)
+    (task,) = runner.fuse_tasks(alone, jobs=1)
+    assert fusion.FUSED_SPEEDUP > 1 and all(t.estimate_s > 0 for t in alone)
+    assert task.estimate_s == pytest.approx(sum(t.estimate_s for t in alone) / fusion.FUSED_SPEEDUP)
