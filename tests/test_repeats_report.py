@@ -441,3 +441,28 @@ def test_a_run_stored_twice_is_a_mismatch(lab_pdf):
     lines = [f.line() for f in v.mismatches if f.subject == "raw-a" and "stored twice" in f.detail]
     assert len(lines) == 2 and lines[0].startswith("MISMATCH raw-a: run 2: its 20-epoch test-loss curve is run 1's"), lines
     assert not [f for f in verify.verify(lab_pdf["good"]).mismatches if "stored twice" in f.detail]
+
+
+@pytest.mark.parametrize("where, key, value", [
+    ("run 2", "history", "x"),                       # malformed: reported, not read again
+    ("run 2", "history", [1]),
+    ("run 2", "confusion", [[1, 2], [3]]),           # ragged: the part's confusion summary skips it
+    ("run 2", "confusion", [["a"] * 10] * 10),
+    ("raw-c", "confusion", [[1, 2], [3]]),
+    ("raw-c", "confusion", [["a"] * 10] * 10),
+])
+def test_a_malformed_run_is_a_mismatch_for_verify_and_grade_not_a_crash(lab_pdf, where, key, value):
+    from labreport.grading import grade
+    from test_verify import edit_results
+
+    def forge(doc):
+        if where == "run 2":
+            target = next(e for e in doc["experiments"] if e["name"] == "raw-a")["more_runs"][0]
+        else:
+            target = next(e for e in doc["experiments"] if e["name"] == where)["result"]
+        target[key] = value
+
+    pdf = edit_results(lab_pdf["good"], lab_pdf["tmp"] / f"malformed-{key}-{len(str(value))}.pdf", forge)
+    subject = "raw-a" if where == "run 2" else where
+    assert [f for f in verify.verify(pdf).mismatches if f.subject == subject]
+    assert grade.grade_submission(verify.read_submission(pdf)).parts  # graded, with its mismatches

@@ -709,7 +709,8 @@ def check_repeats(sub: Submission, spec: ExperimentSpec) -> list[Finding]:
         for f in [check_spec(r_spec, res)] + ([check_measurements(r_spec, res)] if res.get("status") == "ok" else []) \
                 + check_full_run(sub, r_spec, res):
             out.append(dataclasses.replace(f, check=f"{label} {f.check}"))
-    return out + check_repeats_differ(spec, [sub.result(spec.name), *more])
+    # The well-formed runs only: a malformed one is reported above (its history may be any JSON).
+    return out + check_repeats_differ(spec, [sub.result(spec.name), *sub.more_results(spec)])
 
 
 def check_repeats_differ(spec: ExperimentSpec, results: list) -> list[Finding]:

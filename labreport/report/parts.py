@@ -149,8 +149,20 @@ def part_conclusions(runs: Sequence[Run], best: Run | None, comps: Sequence[Comp
 
 
 def part_confusions(runs: Sequence[Run], top: int = 3) -> list[dict]:
-    mats = [np.asarray(r.result["confusion"]) for r in runs if r.result and r.result.get("confusion")]
-    mats = [m for m in mats if m.ndim == 2 and m.shape == mats[0].shape]
+    mats = [m for m in (_counts(r) for r in runs) if m is not None]
+    mats = [m for m in mats if m.shape == mats[0].shape]
     if not mats:
         return []
     return metrics.confused_pairs(sum(mats), runs[0].class_names, top=top)
+
+
+def _counts(run: Run) -> np.ndarray | None:
+    """``run``'s confusion matrix as a square array of numbers, one row per class, or None: a
+    handed-in results.json is untrusted (verify reports a ragged or non-numeric matrix itself)."""
+    value = run.result.get("confusion") if run.result else None
+    try:
+        m = np.asarray(value, dtype=float) if value else None
+    except (TypeError, ValueError):
+        return None
+    n = len(run.class_names)
+    return m if m is not None and m.shape == (n, n) and np.isfinite(m).all() else None
