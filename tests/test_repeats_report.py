@@ -450,6 +450,9 @@ def test_a_run_stored_twice_is_a_mismatch(lab_pdf):
     ("run 2", "confusion", [["a"] * 10] * 10),
     ("raw-c", "confusion", [[1, 2], [3]]),
     ("raw-c", "confusion", [["a"] * 10] * 10),
+    ("run 2", "class_names", 5),                     # the names the report prints are checked too
+    ("run 2", "class_names", ["a"]),
+    ("raw-c", "class_names", 5),
 ])
 def test_a_malformed_run_is_a_mismatch_for_verify_and_grade_not_a_crash(lab_pdf, where, key, value):
     from labreport.grading import grade

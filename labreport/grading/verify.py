@@ -526,6 +526,9 @@ def _confusion_problems(run: Run, result: dict) -> list[str]:
     n_test = ((result.get("data") or {}) if isinstance(result.get("data"), dict) else {}).get("n_test")
     if isinstance(n_test, int) and n_test != n:
         out.append(f"the confusion matrix counts {fmt(n)} test images, the data {fmt(n_test)}")
+    names = result.get("class_names")
+    if names is not None and names != run.class_names:  # Run reads only one name per class
+        out.append(f"class_names {json.dumps(names)[:60]} are not the data set's {len(run.class_names)} names")
     return out
 
 

@@ -166,7 +166,10 @@ class Run:
     @property
     def class_names(self) -> list[str]:
         names = (self.result or {}).get("class_names")
-        return list(names) if names else CLASS_NAMES[self.spec.dataset]
+        default = CLASS_NAMES[self.spec.dataset]
+        # A handed-in result is untrusted: only a list of one name per class is read.
+        ok = isinstance(names, list) and len(names) == len(default) and all(isinstance(n, str) for n in names)
+        return list(names) if ok else default
 
     @property
     def breakdown(self) -> Breakdown:
