@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,19 @@ def test_new_experiments_and_only_a_quick_result(tmp_path):
     assert staleness.check(spec, BuildLayout(build, quick=True)).status == "fresh"
     other = staleness.check(lab.by_name("mlp-b"), BuildLayout(build, quick=True))
     assert reasons(other) == [("new", "new: never run with --quick")]
+
+
+def test_a_quick_result_moved_among_the_full_runs_is_named_so(tmp_path):
+    """A --quick run folder copied into runs/ (repeat folders included) is stale, and says why."""
+    lab = write_lab(tmp_path)
+    build = tmp_path / "build"
+    spec = lab.by_name("mlp-a")
+    store.write_result(build, make_result(spec, quick=True), quick=True)
+    shutil.copytree(BuildLayout(build, quick=True).result_path("mlp-a", 1).parent,
+                    BuildLayout(build).result_path("mlp-a", 1).parent)
+    full = staleness.check(spec, BuildLayout(build))
+    assert full.status == "stale"
+    assert reasons(full) == [("key", "a --quick smoke-run result stored among the full runs")]
 
 
 def test_a_spec_change_names_the_keys_and_their_old_and_new_values(tmp_path):

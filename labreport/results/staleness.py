@@ -124,6 +124,8 @@ def _changed_inputs(spec: ExperimentSpec, result: dict, *, quick: bool) -> list[
     stored_engine, expected_engine = versions.get("engine"), engine_version()
     if stored_engine is not None and str(stored_engine) != expected_engine:
         out.append(Reason("engine", f"engine version changed: {stored_engine} -> {expected_engine}"))
+    if not out and not quick and result.get("quick") is True:
+        out.append(Reason("key", "a --quick smoke-run result stored among the full runs"))
     if not out:
         what = "other --quick caps (LABREPORT_QUICK_*) or " if quick else ""
         out.append(Reason("key", f"stored under another cache key ({what}a result made elsewhere)"))
