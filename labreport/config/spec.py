@@ -112,7 +112,7 @@ class ExperimentSpec:
     @property
     def run_label(self) -> str:
         """How messages name this run: 'raw-tanh-300 run 2/3', or just the name without repeats."""
-        return self.name if self.repeats == 1 else f"{self.name} run {self.repeat}/{self.repeats}"
+        return run_label(self.name, self.repeat, self.repeats)
 
     @property
     def class_names(self) -> list[str]:
@@ -198,6 +198,11 @@ def repeat_seed(seed: int, repeat: int) -> int:
         return seed
     digest = hashlib.sha256(f"{seed}/{repeat}".encode("ascii")).digest()
     return int.from_bytes(digest[:8], "big") % (2**31 - 1) + 1
+
+
+def run_label(name: str, repeat: int, repeats: int) -> str:
+    """'raw-tanh-300 run 2/3', or the name alone for an experiment without repeats."""
+    return name if repeats == 1 else f"{name} run {repeat}/{repeats}"
 
 
 def group_seed(group: str) -> int:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from labreport.config.spec import ExperimentSpec
+from labreport.config.spec import ExperimentSpec, run_label
 from labreport.results import store
 from labreport.results.layout import BuildLayout
 
@@ -55,7 +55,7 @@ class Staleness:
     @property
     def label(self) -> str:
         """'raw-tanh-300 run 2/3', or the name alone for an experiment without repeats."""
-        return self.name if self.repeats == 1 else f"{self.name} run {self.repeat}/{self.repeats}"
+        return run_label(self.name, self.repeat, self.repeats)
 
     @property
     def fresh(self) -> bool:
