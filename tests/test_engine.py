@@ -111,6 +111,64 @@ def test_model_layers_follow_the_spec():
     assert models.build(FAMILIES["hog-mlp"]).input_shape == (None, 392)
 
 
+def _gradient_graph_ops(layer, x) -> set[str]:
+    import tensorflow as tf
+
+    @tf.function
+    def grads():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x) ** 2)
+        return tape.gradient(loss, layer.trainable_variables)
+
+    return {op.type for op in grads.get_concrete_function().graph.get_operations()}
+
+
+def test_the_conv_layer_keeps_the_bias_gradient_out_of_onednns_slow_fused_kernel():
+    # Keras' own Conv2D adds its bias through BiasAdd, whose BiasAddGrad the oneDNN build fuses
+    # with Conv2DBackpropFilter (6.5x slower for the 64-filter model); ours adds it plainly.
+    import keras
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(0).random((4, 12, 12, 1), dtype=np.float32))
+    ours = models.conv_layer()(5, 3, padding="same", activation="relu")
+    stock = keras.layers.Conv2D(5, 3, padding="same", activation="relu")
+    ours.build(x.shape)
+    stock.build(x.shape)
+    assert "BiasAddGrad" in _gradient_graph_ops(stock, x)  # why conv_layer exists
+    assert {"BiasAdd", "BiasAddGrad"}.isdisjoint(_gradient_graph_ops(ours, x))
+
+
+def test_the_conv_layer_computes_what_keras_conv2d_does():
+    import keras
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(1).random((3, 10, 10, 2), dtype=np.float32))
+    ours = models.conv_layer()(4, 5, padding="same", activation="tanh")
+    stock = keras.layers.Conv2D(4, 5, padding="same", activation="tanh")
+    ours.build(x.shape)
+    stock.build(x.shape)
+    bias = np.linspace(-0.5, 0.5, 4).astype(np.float32)  # a nonzero bias: the add is exercised
+    stock.set_weights([ours.get_weights()[0], bias])
+    ours.set_weights([ours.get_weights()[0], bias])
+    assert type(ours).__name__ == "Conv2D" and ours.count_params() == stock.count_params()
+    np.testing.assert_allclose(ours(x).numpy(), stock(x).numpy(), rtol=1e-6, atol=1e-6)
+
+    def grads(layer):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x) ** 2)
+        return [g.numpy() for g in tape.gradient(loss, layer.trainable_variables)]
+
+    for mine, theirs in zip(grads(ours), grads(stock), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_models_have_their_own_engine_version():
+    assert engine.engine_version(FAMILIES["raw-mlp"]) == engine.ENGINE_VERSION
+    assert engine.engine_version(FAMILIES["hog-mlp"]) == engine.ENGINE_VERSION
+    assert engine.engine_version(FAMILIES["cnn"]) == f"{engine.ENGINE_VERSION}+conv{engine.CONV_ENGINE_VERSION}"
+    assert engine.versions(FAMILIES["cnn"], with_tf=False)["engine"] == engine.engine_version(FAMILIES["cnn"])
+
+
 def test_check_params_names_the_disagreeing_layer():
     model = models.build(spec(hidden=(16,)))
     with pytest.raises(RuntimeError, match=r"dense1: Keras counts 12,560, param_counts.breakdown says Dense\(17, relu\) = 13,345"):
@@ -161,7 +219,7 @@ def test_each_family_trains_and_returns_the_documented_result(family, mnist, fas
     assert np.trace(cm) / 100 == pytest.approx(m["test_accuracy"], abs=0.011)
     assert len(result["per_class"]) == 10 and result["class_names"] == s.class_names
     assert [e.epoch for e in epochs_seen] == [1, 2] and epochs_seen[-1].val_loss == pytest.approx(m["test_loss"])
-    assert result["versions"]["tensorflow"] and result["versions"]["engine"] == engine.ENGINE_VERSION
+    assert result["versions"]["tensorflow"] and result["versions"]["engine"] == engine.engine_version(s)
     assert result["host"]["threads"]["intra_op"] >= 1
     assert result["epoch_s"] > 0 and result["duration_s"] > 0
     assert any(line.startswith("epoch 2/2") for line in lines)

@@ -118,7 +118,7 @@ def test_an_engine_version_change_is_a_reason(tmp_path):
     spec = write_lab(tmp_path).by_name("mlp-a")
     decision = staleness.decide(spec, made_by_engine_0(spec))
     assert decision.status == "stale" and decision.out_of_date
-    assert reasons(decision) == [("engine", f"engine version changed: 0 -> {staleness.engine_version()}")]
+    assert reasons(decision) == [("engine", f"engine version changed: 0 -> {staleness.engine_version(spec)}")]
 
 
 def test_a_data_change_is_a_reason(tmp_path):
@@ -126,7 +126,7 @@ def test_a_data_change_is_a_reason(tmp_path):
     spec = lab.by_name("mlp-a")
     old = make_result(spec)
     old["data"] = {**old["data"], "sha256": "ab" * 32}
-    old["cache_key"] = spec.cache_key(data_sha256="ab" * 32, engine_version=staleness.engine_version())
+    old["cache_key"] = spec.cache_key(data_sha256="ab" * 32, engine_version=staleness.engine_version(spec))
     decision = staleness.decide(spec, old)
     assert [r.kind for r in decision.reasons] == ["data"]
     assert decision.why().startswith("data changed: mnist sha256 abababababab... -> ")
@@ -194,3 +194,28 @@ def test_status_and_dry_run_print_the_reasons(tmp_path):
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == ["stale    mlp-a  spec changed: epochs 2 -> 5", "1 up to date, 1 would be trained"]
     assert json.loads(BuildLayout(build).result_path("mlp-a").read_text())["spec"]["epochs"] == 2  # nothing ran
+
+
+CONV_LAB = LAB + """
+[[experiment]]
+name = "cnn-a"
+part = "cnn"
+conv = [{{ filters = 4, kernel = 3 }}]
+hidden = 8
+activation = "relu"
+epochs = 2
+"""
+
+
+def test_conv_results_of_the_fused_bias_gradient_engine_are_retrained_mlps_are_not(tmp_path):
+    # Engine "1" (before models.conv_layer) stored every result; only the CNNs' numbers changed.
+    (tmp_path / "experiments.toml").write_text(CONV_LAB.format(epochs=2, dropout=0.0))
+    lab = config.load(tmp_path / "experiments.toml")
+    for spec in lab.experiments:
+        old = make_result(spec)
+        old["versions"] = {**old["versions"], "engine": "1"}
+        old["cache_key"] = spec.cache_key(data_sha256=staleness.data_sha256(spec.dataset), engine_version="1")
+        store.write_result(tmp_path / "build", old)
+    decisions = {d.name: d for d in staleness.check_all(lab, BuildLayout(tmp_path / "build"))}
+    assert decisions["mlp-a"].fresh and decisions["mlp-b"].fresh
+    assert reasons(decisions["cnn-a"]) == [("engine", "engine version changed: 1 -> 1+conv2")]

@@ -78,10 +78,10 @@ def data_sha256(dataset: str) -> str:
     return datasets.combined_sha256(datasets.CHECKSUMS[dataset])
 
 
-def engine_version() -> str:
-    from labreport.train.engine import ENGINE_VERSION  # a constant; engine imports TF only in functions
+def engine_version(spec: ExperimentSpec) -> str:
+    from labreport.train.engine import engine_version  # pure; engine imports TF only in functions
 
-    return ENGINE_VERSION
+    return engine_version(spec)
 
 
 def quick_tag(quick_cfg: QuickConfig | None) -> str:
@@ -92,7 +92,7 @@ def quick_tag(quick_cfg: QuickConfig | None) -> str:
 
 def cache_key(spec: ExperimentSpec, *, quick: bool = False, quick_cfg: QuickConfig | None = None) -> str:
     """The key a fresh result of ``spec`` must carry (quick caps included for quick runs)."""
-    version = engine_version() + ("+" + quick_tag(quick_cfg) if quick else "")
+    version = engine_version(spec) + ("+" + quick_tag(quick_cfg) if quick else "")
     return spec.cache_key(data_sha256=data_sha256(spec.dataset), engine_version=version, quick=quick)
 
 
@@ -121,7 +121,7 @@ def _changed_inputs(spec: ExperimentSpec, result: dict, *, quick: bool) -> list[
         out.append(Reason("data", f"data changed: {spec.dataset} sha256 {str(stored_data)[:12]}..."
                                   f" -> {expected_data[:12]}..."))
     versions = result.get("versions") if isinstance(result.get("versions"), dict) else {}
-    stored_engine, expected_engine = versions.get("engine"), engine_version()
+    stored_engine, expected_engine = versions.get("engine"), engine_version(spec)
     if stored_engine is not None and str(stored_engine) != expected_engine:
         out.append(Reason("engine", f"engine version changed: {stored_engine} -> {expected_engine}"))
     if not out and not quick and result.get("quick") is True:

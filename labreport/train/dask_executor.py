@@ -93,7 +93,7 @@ def _shipped() -> tuple[Callable[[], dict], Callable[..., tuple[str, Any]]]:
             if rel.split("/", 1)[0] in ("report", "grading", "cli.py", "__main__.py"):
                 continue
             digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-        found = {"labreport": labreport.__version__, "engine": str(engine.ENGINE_VERSION),
+        found = {"labreport": labreport.__version__, "engine": engine.engine_version(),
                  "code": digest.hexdigest()[:12]}
         labreport._dask_identity = found
         return dict(found)

@@ -237,7 +237,6 @@ def train_group(
     group_epoch_s = float(np.mean(watch.epoch_s)) if watch is not None and watch.epoch_s else None
     finished_at = engine.utc_now()
     tf_loaded = "tensorflow" in sys.modules
-    versions = engine.versions(with_tf=tf_loaded)
     host = {"cpus": os.cpu_count(), "threads": engine.thread_settings() if tf_loaded else None}
     for k, (result, log) in enumerate(zip(results, logs)):
         history = engine.clean_history(watch.history[k] if watch is not None else {})
@@ -256,7 +255,7 @@ def train_group(
             "epoch_s": round(group_epoch_s, 4) if group_epoch_s is not None else None,
         }
         result["started_at"], result["finished_at"] = started_at, finished_at
-        result["versions"], result["host"] = versions, host
+        result["versions"], result["host"] = engine.versions(specs[k], with_tf=tf_loaded), host
         log(f"{result['status']}" + (f": {result['error']}" if result["error"] else "")
             + f" (fused group of {k_runs}: {group_s:.1f} s, this run's share {result['duration_s']:.1f} s)")
     return results

@@ -41,7 +41,7 @@ from labreport.train import eta
 from labreport.train import fusion
 from labreport.results import staleness, store
 from labreport.results.layout import BuildLayout
-from labreport.train.engine import ENGINE_VERSION, EpochInfo, QuickConfig
+from labreport.train.engine import EpochInfo, QuickConfig, engine_version
 from labreport.config.loader import select
 from labreport.config.spec import ExperimentSpec, LabConfig
 
@@ -262,7 +262,7 @@ class Worker:
 
 def _first_line(task: Task) -> str:
     run = f" run {task.spec.repeat}/{task.spec.repeats}, seed {task.spec.seed}" if task.spec.repeats > 1 else ""
-    return (f"labreport {__version__}, engine {ENGINE_VERSION}: "
+    return (f"labreport {__version__}, engine {engine_version(task.spec)}: "
             f"experiment {task.spec.name!r}{run}{' (quick)' if task.quick else ''}, pid {os.getpid()}")
 
 
