@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from labreport import config
-from labreport.config.spec import ExperimentSpec, OptimizerSpec
+from labreport.config.spec import ConvSpec, ExperimentSpec, OptimizerSpec
 from labreport.train import engine, eta, runner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +129,17 @@ def test_previous_runs_give_the_shapes_key_back_and_skip_what_cannot_be_timed():
         {},
     ])
     assert history == [eta.Measured(eta.shape_key(spec), "mlp raw", 1, 0.9)]
+
+
+def test_previous_runs_of_another_engine_version_do_not_time_today_s_models():
+    conv = dataclasses.replace(mlp("c"), part="cnn", hidden=(10,), dropout=0.0, batch_size=256,
+                               conv=(ConvSpec(filters=4, kernel=3),))
+    before = stored(conv, epoch_s=9.0, threads=1)
+    before["versions"]["engine"] = "1"  # the conv models before their bias change (slower)
+    today = stored(conv, epoch_s=5.0, threads=1)
+    assert today["versions"]["engine"] == engine.engine_version(conv) != "1"
+    assert [m.epoch_s for m in eta.history_from_results([before, today])] == [5.0]
+    assert [m.epoch_s for m in eta.history_from_results([stored(mlp(), epoch_s=0.9, threads=1)])] == [0.9]
 
 
 def test_previous_runs_of_the_same_shape_win_and_correct_their_family():

@@ -48,7 +48,12 @@ def engine_version(spec: ExperimentSpec | None = None) -> str:
     that must agree with the scheduler on all of them."""
     if spec is None:
         return f"{ENGINE_VERSION}, conv {CONV_ENGINE_VERSION}"
-    return f"{ENGINE_VERSION}+conv{CONV_ENGINE_VERSION}" if spec.conv else ENGINE_VERSION
+    return version_of(conv=bool(spec.conv))
+
+
+def version_of(*, conv: bool) -> str:
+    """The engine version of a conv model or of an MLP (see ``engine_version``)."""
+    return f"{ENGINE_VERSION}+conv{CONV_ENGINE_VERSION}" if conv else ENGINE_VERSION
 
 # Keras evaluates the validation (= test) set after every epoch in batches of the
 # training batch size by default: 40 steps at batch 256. Batches of at least this

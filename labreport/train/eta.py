@@ -45,6 +45,7 @@ from pathlib import Path
 from labreport.config import param_counts
 from labreport.config.spec import ExperimentSpec, LabConfig
 from labreport.results import store
+from labreport.train.engine import version_of as engine_version_of
 
 N_TRAIN = 60_000
 
@@ -203,6 +204,9 @@ def history_from_results(results: Iterable[Mapping]) -> list[Measured]:
             fam = ("cnn fashion" if spec.get("dataset") == "fashion" else "cnn") if spec.get("conv") else (
                 "mlp hog" if spec.get("hog") else "mlp raw")
             threads = int(((r.get("host") or {}).get("threads") or {}).get("intra_op") or 0)
+            engine = (r.get("versions") or {}).get("engine")
+            if engine is not None and str(engine) != engine_version_of(conv=bool(spec.get("conv"))):
+                continue  # trained by another engine (e.g. conv before conv2): another speed
             if threads:
                 out.append(Measured(shape, fam, threads, float(r["epoch_s"])))
         except (KeyError, TypeError, ValueError, AttributeError):
