@@ -123,30 +123,33 @@ def _gradient_graph_ops(layer, x) -> set[str]:
     return {op.type for op in grads.get_concrete_function().graph.get_operations()}
 
 
+def _ours_and_keras_conv(shape, *, filters: int, kernel: int, activation: str):
+    """Random input of ``shape``, and models.conv_layer's and Keras' own Conv2D, both built."""
+    import keras
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(0).random(shape, dtype=np.float32))
+    layers = [cls(filters, kernel, padding="same", activation=activation)
+              for cls in (models.conv_layer(), keras.layers.Conv2D)]
+    for layer in layers:
+        layer.build(x.shape)
+    return x, *layers
+
+
 def test_the_conv_layer_keeps_the_bias_gradient_out_of_onednns_slow_fused_kernel():
     # Keras' own Conv2D adds its bias through BiasAdd, whose BiasAddGrad the oneDNN build fuses
     # with Conv2DBackpropFilter (6.5x slower for the 64-filter model); ours adds it plainly.
-    import keras
-    import tensorflow as tf
-
-    x = tf.constant(np.random.default_rng(0).random((4, 12, 12, 1), dtype=np.float32))
-    ours = models.conv_layer()(5, 3, padding="same", activation="relu")
-    stock = keras.layers.Conv2D(5, 3, padding="same", activation="relu")
-    ours.build(x.shape)
-    stock.build(x.shape)
+    x, ours, stock = _ours_and_keras_conv((4, 12, 12, 1), filters=5, kernel=3, activation="relu")
     assert "BiasAddGrad" in _gradient_graph_ops(stock, x)  # why conv_layer exists
     assert {"BiasAdd", "BiasAddGrad"}.isdisjoint(_gradient_graph_ops(ours, x))
+    convs = [layer for layer in models.build(FAMILIES["cnn"]).layers if layer.name.startswith("conv")]
+    assert len(convs) == 3 and all(isinstance(layer, models.conv_layer()) for layer in convs)
 
 
 def test_the_conv_layer_computes_what_keras_conv2d_does():
-    import keras
     import tensorflow as tf
 
-    x = tf.constant(np.random.default_rng(1).random((3, 10, 10, 2), dtype=np.float32))
-    ours = models.conv_layer()(4, 5, padding="same", activation="tanh")
-    stock = keras.layers.Conv2D(4, 5, padding="same", activation="tanh")
-    ours.build(x.shape)
-    stock.build(x.shape)
+    x, ours, stock = _ours_and_keras_conv((3, 10, 10, 2), filters=4, kernel=5, activation="tanh")
     bias = np.linspace(-0.5, 0.5, 4).astype(np.float32)  # a nonzero bias: the add is exercised
     stock.set_weights([ours.get_weights()[0], bias])
     ours.set_weights([ours.get_weights()[0], bias])
