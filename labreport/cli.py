@@ -321,11 +321,11 @@ def _runs_line(spec, runs, kept: list[int]) -> tuple[str, str, str]:
     by_reason: dict[str, list[int]] = {}
     for d in stale:
         by_reason.setdefault(d.why(), []).append(d.repeat)
-    parts = [f"{len(runs) - len(stale)} of {spec.repeats} runs stored"]
+    parts = [f"{len(runs) - len(stale)} of {spec.repeats} run{'s' * (spec.repeats > 1)} stored"]
     parts += [f"run{'s' * (len(rs) > 1)} {', '.join(map(str, rs))}: {why}" for why, rs in by_reason.items()]
     if kept:
-        parts.append(f"{len(kept)} more run(s) kept on disk (repeat {', '.join(map(str, kept))}; unused"
-                     f" with repeats = {spec.repeats})")
+        parts.append(f"{len(kept)} more run{'s' * (len(kept) > 1)} kept on disk (repeat{'s' * (len(kept) > 1)}"
+                     f" {', '.join(map(str, kept))}; unused with repeats = {spec.repeats})")
     return status, spec.name, "; ".join(parts)
 
 
@@ -395,7 +395,7 @@ def cmd_export(args) -> int:
         store.write_text_atomic(Path(args.output), text)
         n_experiments = table["name"].nunique()
         runs = f", {len(table)} runs" if len(table) != n_experiments else ""
-        print(f"wrote {args.output} ({n_experiments} experiments{runs}, {args.format})")
+        print(f"wrote {args.output} ({n_experiments} experiment{'s' * (n_experiments != 1)}{runs}, {args.format})")
     else:
         sys.stdout.write(text)
     return 0

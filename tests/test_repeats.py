@@ -284,8 +284,20 @@ def test_status_says_how_many_runs_are_stored_and_why_the_others_are_not(tmp_pat
     write_lab(tmp_path, repeats=2)
     status, out = cli_out(capsys, "status", "mlp-a")
     assert out.splitlines() == [
-        "fresh    mlp-a  2 of 2 runs stored; 1 more run(s) kept on disk (repeat 3; unused with repeats = 2)",
+        "fresh    mlp-a  2 of 2 runs stored; 1 more run kept on disk (repeat 3; unused with repeats = 2)",
         "2 run(s) up to date, 0 to train",
+    ]
+
+
+def test_status_after_lowering_repeats_to_1_counts_in_the_singular(tmp_path, capsys, monkeypatch):
+    """One declared run is "1 of 1 run", never "1 of 1 runs"; two kept runs are "2 more runs"."""
+    monkeypatch.chdir(tmp_path)
+    run(write_lab(tmp_path, repeats=3), tmp_path / "build")
+    write_lab(tmp_path, repeats=1)
+    status, out = cli_out(capsys, "status", "mlp-a")
+    assert out.splitlines() == [
+        "fresh    mlp-a  1 of 1 run stored; 2 more runs kept on disk (repeats 2, 3; unused with repeats = 1)",
+        "1 up to date, 0 to train",
     ]
 
 
@@ -326,6 +338,15 @@ def test_export_has_one_row_per_run_with_a_repeat_column(tmp_path):
     assert len(frame.part_table(table, "raw")) == 2  # the report's table: one row per experiment
     history = frame.load_history(lab, "mlp-a", build, repeat=2)
     assert list(history["loss"]) == [1.0, 0.5]
+
+
+def test_export_of_one_experiment_says_experiment_in_the_singular(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lab = write_lab(tmp_path, repeats=2)
+    run(lab, tmp_path / "build")
+    (tmp_path / "experiments.toml").write_text(LAB.format(own="repeats = 2", defaults="").split("\n[[experiment]]\nname = \"mlp-b\"")[0])
+    status, out = cli_out(capsys, "export", "--format", "csv", "-o", "t.csv")
+    assert (status, out) == (0, "wrote t.csv (1 experiment, 2 runs, csv)\n")
 
 
 def test_clean_keeps_every_run_and_clean_all_removes_them_with_runs(tmp_path, capsys, monkeypatch):

@@ -335,6 +335,19 @@ def test_a_huge_or_wrong_more_runs_is_a_mismatch_not_a_crash(lab_pdf):
     assert any(f.subject == "raw-b" and f.check == "repeats" for f in v.mismatches)
 
 
+def test_more_runs_for_an_experiment_declared_with_one_run_says_run_in_the_singular(lab_pdf):
+    from test_verify import edit_results
+
+    def extra(doc):
+        entry = next(e for e in doc["experiments"] if e["name"] == "raw-c")
+        entry["repeats"], entry["more_runs"] = 3, [None, None]
+
+    v = verify.verify(edit_results(lab_pdf["good"], lab_pdf["tmp"] / "extra.pdf", extra))
+    assert [f.line() for f in v.mismatches if f.check == "repeats"] == [
+        "MISMATCH raw-c: repeats: experiments.toml declares 1 run, results.json says repeats = 3 with"
+        " 2 more_runs (should be 0)"]
+
+
 def test_rerun_tolerance_is_the_measured_spread_when_there_is_one(lab_pdf):
     from labreport.results.run import Stat
 

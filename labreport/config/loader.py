@@ -592,8 +592,9 @@ def _validate(data: dict, text: str, path: str, max_experiments: int | None) -> 
             counted += spec.repeats - 1
             if counted > limit:
                 errs.add(own[spec.name][2]("repeats"), f"experiment {spec.name!r}",
-                         f"key 'repeats': {len(own):,} experiments with their repeats make {n_runs:,} runs;"
-                         f" the limit is {limit:,} runs in all (experiments x repeats; set {MAX_EXPERIMENTS_VAR}"
+                         f"key 'repeats': {len(own):,} experiment{'s with their' if len(own) != 1 else ' with its'}"
+                         f" repeats make{'s' * (len(own) == 1)} {n_runs:,} runs; the limit is {limit:,}"
+                         f" run{'s' * (limit != 1)} in all (experiments x repeats; set {MAX_EXPERIMENTS_VAR}"
                          " to change it)")
                 break
 
@@ -912,9 +913,10 @@ def _expand_sweeps(sweeps: Any, resolved: dict[str, dict], own: dict, defaults: 
         if planned + n_runs > limit:  # counted before expanding: a 1 kB sweep may mean billions
             runs = f" ({n_runs:,} runs with their repeats)" if n_runs != n_variants else ""
             errs.add(line_of("vary"), context,
-                     f"key 'vary': expands to {n_variants:,} experiments{runs}, {planned + n_runs:,}"
-                     f" {'runs ' if runs else ''}in all; the limit is {limit:,}"
-                     f"{' runs (experiments x repeats; ' if runs else ' ('}set {MAX_EXPERIMENTS_VAR} to change it)")
+                     f"key 'vary': expands to {n_variants:,} experiment{'s' * (n_variants != 1)}{runs},"
+                     f" {planned + n_runs:,} {'runs ' if runs else ''}in all; the limit is {limit:,}"
+                     f"{' run' + 's' * (limit != 1) + ' (experiments x repeats; ' if runs else ' ('}"
+                     f"set {MAX_EXPERIMENTS_VAR} to change it)")
             continue
         planned += n_runs
         base = {k: v for k, v in resolved[base_name].items() if k not in ("chosen", "comment")}

@@ -695,7 +695,7 @@ def check_repeats(sub: Submission, spec: ExperimentSpec) -> list[Finding]:
     shown = len(more) if isinstance(more, list) else json.dumps(more)[:40]
     if declared != spec.repeats or not isinstance(more, list) or len(more) != spec.repeats - 1:
         return [Finding(spec.name, "repeats", MISMATCH,
-                        f"experiments.toml declares {spec.repeats} runs, {RESULTS_NAME} says repeats ="
+                        f"experiments.toml declares {spec.repeats} run{'s' * (spec.repeats != 1)}, {RESULTS_NAME} says repeats ="
                         f" {json.dumps(declared)[:40]} with {shown} more_runs (should be {spec.repeats - 1})")]
     out = []
     for r_spec, res in zip(spec.runs()[1:], more):

@@ -151,6 +151,21 @@ def test_the_experiment_limit_counts_sweeps_and_is_set_by_an_environment_variabl
         " to change it)"))
 
 
+def test_the_runs_limit_message_counts_one_experiment_and_a_limit_of_one_in_the_singular(project):
+    (project.folder / "experiments.toml").write_text(BASE + "repeats = 5\n")
+    out = project("validate", LABREPORT_MAX_EXPERIMENTS="1")
+    assert (out.status, out.err_lines[0]) == (2, (
+        "experiments.toml:11: experiment 'raw-1': key 'repeats': 1 experiment with its repeats makes 5 runs;"
+        " the limit is 1 run in all (experiments x repeats; set LABREPORT_MAX_EXPERIMENTS to change it)"))
+    (project.folder / "experiments.toml").write_text(BASE + 'repeats = 2\n\n[[sweep]]\nfrom = "raw-1"\n'
+                                                      "vary = { hidden = [3] }\n")
+    out = project("validate", LABREPORT_MAX_EXPERIMENTS="3")
+    assert (out.status, out.err_lines[0]) == (2, (
+        "experiments.toml:15: sweep #1 (from 'raw-1'): key 'vary': expands to 1 experiment (2 runs with their"
+        " repeats), 4 runs in all; the limit is 3 runs (experiments x repeats; set LABREPORT_MAX_EXPERIMENTS to"
+        " change it)"))
+
+
 def test_the_limit_counts_runs_experiments_times_repeats(project):
     """repeats multiplies the training: 51 experiments x 20 repeats = 1,020 runs > 1,000; the message
     names the experiment where the count crosses the limit, and a sweep's variants count their runs."""
