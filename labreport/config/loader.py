@@ -931,27 +931,31 @@ def _expand_sweeps(sweeps: Any, resolved: dict[str, dict], own: dict, defaults: 
             else:
                 name = base_name + "".join(f"-{k.split('.')[-1]}{v}" for k, v in zip(keys_, (fields[k.replace('.', '_')] for k in keys_)))
             vcontext = f"{context}, variant {_short(name)}"
+            n_errors = len(errs.items)
+            for key, value in zip(keys_, combo):  # a bad value first, as an [[experiment]] reports it
+                top = key.split(".")[0]
+                if top in EXPERIMENT_KEYS and "." not in key:
+                    problem = EXPERIMENT_KEYS[top](value)
+                    if problem:
+                        errs.add(line_of("vary"), vcontext, f"key 'vary.{key}': {problem}")
+            # A variant with a bad value: its name problems (a template without that key makes a
+            # duplicate) follow the value's line instead of coming first from the sweep's header.
+            name_line = line_of("vary") if len(errs.items) > n_errors else line
             if _name(name):
-                errs.add(line, vcontext, f"generated name: {_name(name)}")
+                errs.add(name_line, vcontext, f"generated name: {_name(name)}")
                 continue
             if name in names:
-                errs.add(line, vcontext, f"expands to the duplicate name {name!r}")
+                errs.add(name_line, vcontext, f"expands to the duplicate name {name!r}")
                 continue
             if name.casefold() in folded:
-                errs.add(line, vcontext, f"expands to {name!r}, which differs from {folded[name.casefold()]!r} only by"
-                         " case; their results would share a folder on macOS and Windows")
+                errs.add(name_line, vcontext, f"expands to {name!r}, which differs from {folded[name.casefold()]!r}"
+                         " only by case; their results would share a folder on macOS and Windows")
                 continue
             names.add(name)
             folded[name.casefold()] = name
             table["name"] = name
             if "comment" in sweep:
                 table["comment"] = sweep["comment"]
-            for key, value in zip(keys_, combo):
-                top = key.split(".")[0]
-                if top in EXPERIMENT_KEYS and "." not in key:
-                    problem = EXPERIMENT_KEYS[top](value)
-                    if problem:
-                        errs.add(line_of("vary"), vcontext, f"key 'vary.{key}': {problem}")
             spec = _build_spec(table, line, lambda _k: line_of("vary"), vcontext, errs)
             if spec:
                 out.append(spec)

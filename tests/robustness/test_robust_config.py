@@ -89,6 +89,13 @@ CASES = [
      ["experiments.toml:17: sweep #2 (from 'raw-1'), variant 'v-2': expands to the duplicate name 'v-2'"]),
     ("a sweep expands to an existing experiment", SWEEP + 'name = "raw-1"\nvary = { hidden = [3] }\n',
      ["experiments.toml:12: sweep #1 (from 'raw-1'), variant 'raw-1': expands to the duplicate name 'raw-1'"]),
+    ("a bad vary value under a name template without its key: the value first, then the duplicate",
+     SWEEP + 'name = "v-{hidden}"\nvary = { hidden = [8], repeats = [2, 0] }\n',
+     ["experiments.toml:15: sweep #1 (from 'raw-1'), variant 'v-8': key 'vary.repeats': must be >= 1, got 0",
+      "experiments.toml:15: sweep #1 (from 'raw-1'), variant 'v-8': expands to the duplicate name 'v-8'"]),
+    ("a bad vary epochs under a template without it", SWEEP + 'name = "w-{hidden}"\nvary = { hidden = [8], epochs = [3, -1] }\n',
+     ["experiments.toml:15: sweep #1 (from 'raw-1'), variant 'w-8': key 'vary.epochs': must be >= 1, got -1",
+      "experiments.toml:15: sweep #1 (from 'raw-1'), variant 'w-8': expands to the duplicate name 'w-8'"]),
     ("a sweep repeats a value", SWEEP + "vary = { epochs = [3, 3] }\n",
      ["experiments.toml:12: sweep #1 (from 'raw-1'), variant 'raw-1-epochs3': expands to the duplicate name "
       "'raw-1-epochs3'"]),
