@@ -180,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `labreport list | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
-        if args.command in ("run", "report"):
-            print("\ninterrupted: finished experiments are kept; run again to continue.", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        if args.command in ("run", "report"):  # the runner's line says what was kept, if it got that far
+            print("\n" + (getattr(e, "message", "")
+                          or "interrupted: finished experiments are kept; run again to continue."), file=sys.stderr)
         else:  # nothing was being trained: no promise about experiments
             print(f"\ninterrupted: labreport {args.command} stopped; files already written are whole.",
                   file=sys.stderr)

@@ -328,7 +328,9 @@ def test_stopping_the_driver_stops_the_remote_experiment(tmp_path, make_cluster,
     if stop == "ctrl-c":
         assert driver.returncode == 130, stdout + stderr
         assert "Traceback" not in stderr
-        assert "interrupted: 1 experiment(s) finished and stored, 1 not run" in stdout
+        said = [line for line in (stdout + stderr).splitlines() if line.startswith("interrupted")]
+        assert said == ["interrupted: 1 experiment finished and stored; long-one: interrupted, not stored;"
+                        " run again to continue."], stdout + stderr
         assert "interrupted (Ctrl-C): no result stored" in run_log(folder, "long-one")
 
     # The worker stops training at its next epoch (0.2 s), instead of going on for a minute: Ctrl-C

@@ -400,6 +400,35 @@ def test_a_fused_task_gives_each_run_its_own_outcome_status_identity_and_log(tmp
     assert [o.result["repeat"] for o in failed.all] == [1, 2, 3]
 
 
+def test_ctrl_c_in_a_fused_group_says_its_runs_are_not_stored(tmp_path, raw_mlps_pay):
+    """A fused group's runs end together: interrupted after some epochs, none of them is kept,
+    and the one line Ctrl-C prints says so instead of implying something was."""
+    import io
+
+    from labreport.results import store
+    from labreport.train import runner
+    from test_runner import tiny_dataset
+
+    task = _fused_task(tmp_path, 3)
+
+    def interrupted(specs, dataset, *, logs, **_):
+        for log in logs:
+            log("epoch 1/1 done")
+        raise KeyboardInterrupt
+
+    build = tmp_path / "build"
+    executor = runner.InProcessExecutor(runner.Worker(tiny_dataset, train_group=interrupted))
+    sink = runner._Sink(build, False, {r.name: r for r in task.runs}, runner.Progress(io.StringIO(), live=False), 1,
+                        unit="run(s)")
+    with pytest.raises(runner.RunInterrupted) as info:
+        runner._execute(executor, [task], sink, 0, 0.0)
+    assert info.value.summary.ran == 0
+    assert info.value.message == ("interrupted: 0 runs finished and stored; mlp-a runs 1-3 (fused): interrupted,"
+                                  " not stored; run again to continue.")
+    assert [store.read_result(build, "mlp-a", repeat=r) for r in (1, 2, 3)] == [None] * 3
+    assert "interrupted (Ctrl-C): no result stored" in _log_of(build, "mlp-a", 2)
+
+
 def test_a_fused_tasks_estimate_counts_the_measured_gain(tmp_path, raw_mlps_pay):
     from labreport.train import runner
 

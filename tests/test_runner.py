@@ -316,6 +316,24 @@ def test_ctrl_c_keeps_finished_results_and_raises_run_interrupted(tmp_path):
     assert store.read_result(build, order[1]) is None
     assert "interrupted" in (store.run_dir(build, order[1]) / "run.log").read_text()
     assert not (store.run_dir(build, order[2])).exists()
+    assert info.value.message == (f"interrupted: 1 experiment finished and stored; {order[1]}: interrupted,"
+                                  " not stored; 1 not started; run again to continue.")
+
+
+def test_ctrl_c_in_the_cli_prints_one_interrupted_line_saying_what_was_kept(tmp_path, capsys, monkeypatch):
+    from labreport import cli
+
+    monkeypatch.chdir(tmp_path)
+    lab = write_lab(tmp_path)
+    order = [t.name for t in runner.make_tasks(lab.experiments, tmp_path / "build", quick=False, quick_cfg=None)]
+    spy = Spy(fail={order[1]: KeyboardInterrupt()})
+    real = runner.run
+    monkeypatch.setattr(runner, "run", lambda *a, **k: real(*a, **{**k, "train": spy, "load_dataset": tiny_dataset}))
+    assert cli.main(["run", "--jobs", "1"]) == 130
+    out, err = capsys.readouterr()
+    said = [line for line in (out + err).splitlines() if "interrupted" in line]
+    assert said == [f"interrupted: 1 experiment finished and stored; {order[1]}: interrupted, not stored;"
+                    " 1 not started; run again to continue."]
 
 
 def test_the_lock_refuses_a_second_concurrent_run(tmp_path):

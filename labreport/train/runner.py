@@ -561,11 +561,41 @@ class RunSummary:
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run: finished results are stored; ``summary`` says what was done."""
+    """Ctrl-C during a run: finished results are stored; ``summary`` says what was done and
+    ``message`` says it in one line, what was kept and what was not (the CLI prints it)."""
 
-    def __init__(self, summary: RunSummary):
+    def __init__(self, summary: RunSummary, message: str = ""):
         super().__init__("interrupted")
         self.summary = summary
+        self.message = message or "interrupted: finished experiments are kept; run again to continue."
+
+
+def interrupted_message(tasks: Sequence[Task], in_flight: set[str], ran: int, unit: str) -> str:
+    """The one line Ctrl-C prints: the runs stored, those cut off in flight (a fused group's runs
+    end together, so an interrupted group stores none of them), the ones never started."""
+    word = unit.removesuffix("(s)")
+    total = sum(len(t.runs) for t in tasks)
+    cut = [t for t in tasks if any(r.name in in_flight for r in t.runs)]
+    n_cut = sum(len(t.runs) for t in cut)
+    parts = [f"interrupted: {ran} {word}{'s' * (ran != 1)} finished and stored"]
+    if cut:
+        parts.append(f"{', '.join(_task_text(t) for t in cut)}: interrupted, not stored")
+    if total - ran - n_cut > 0:
+        parts.append(f"{total - ran - n_cut} not started")
+    return "; ".join(parts + ["run again to continue."])
+
+
+def _task_text(task: Task) -> str:
+    """'cnn-a', 'raw-tanh-300 run 2/3', or a fused group: 'raw-tanh-300 runs 2-3 (fused)'."""
+    if not task.fused:
+        return task.label
+    specs = [r.spec for r in task.runs]
+    if len({s.name for s in specs}) > 1:
+        return f"{', '.join(s.run_label for s in specs)} (fused)"
+    repeats = sorted(s.repeat for s in specs)
+    contiguous = repeats == list(range(repeats[0], repeats[-1] + 1))
+    return (f"{task.spec.name} runs {f'{repeats[0]}-{repeats[-1]}' if contiguous else ', '.join(map(str, repeats))}"
+            " (fused)")
 
 
 @dataclass
@@ -710,9 +740,9 @@ def _execute(executor: Executor, tasks: list[Task], sink: _Sink, n_skipped: int,
         executor.close(cancel=True)
         sink.interrupted()
         summary = tally.summary(n_skipped, start)
-        sink.reporter.message(f"interrupted: {summary.ran} {sink.unit} finished and stored, "
-                              f"{sum(len(t.runs) for t in tasks) - summary.ran} not run")
-        raise RunInterrupted(summary) from None
+        # Said once, by whoever catches it (the CLI): not here as well.
+        raise RunInterrupted(summary, interrupted_message(tasks, sink.running - sink.done, summary.ran,
+                                                          sink.unit)) from None
     except BaseException:  # e.g. the disk is full: still stop the workers we started
         executor.close(cancel=True)
         raise
