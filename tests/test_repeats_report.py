@@ -77,13 +77,15 @@ def result_path(build: Path, name: str, repeat: int) -> Path:
     return (folder if repeat == 1 else folder / f"repeat-{repeat}") / "result.json"
 
 
-def write_runs(lab, build: Path, skip=NOT_RUN) -> dict[tuple[str, int], dict]:
+def write_runs(lab, build: Path, skip=NOT_RUN, statuses: dict | None = None) -> dict[tuple[str, int], dict]:
+    """A synthetic result for every run but ``skip``; ``statuses``: (name, repeat) -> status (default ok)."""
     out = {}
     for spec in lab.experiments:
         for run_spec in spec.runs():
             if (spec.name, run_spec.repeat) in skip:
                 continue
-            result = make_result(run_spec, seed=run_spec.repeat)
+            result = make_result(run_spec, seed=run_spec.repeat,
+                                 status=(statuses or {}).get((spec.name, run_spec.repeat), "ok"))
             result["repeat"] = run_spec.repeat
             path = result_path(build, spec.name, run_spec.repeat)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,13 +94,12 @@ def write_runs(lab, build: Path, skip=NOT_RUN) -> dict[tuple[str, int], dict]:
     return out
 
 
-@pytest.fixture(scope="module")
-def lab_pdf(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("repeats")
+def rendered_lab(tmp: Path, skip=NOT_RUN, statuses: dict | None = None) -> dict:
+    """LAB with synthetic runs (``write_runs``), rendered; the PDF copied to tmp/good.pdf."""
     (tmp / "experiments.toml").write_text(LAB, encoding="utf-8")
     lab = config.load(tmp / "experiments.toml")
     build, data = tmp / "build", tmp / "data"
-    results = write_runs(lab, build)
+    results = write_runs(lab, build, skip, statuses)
     write_fake_data(data)
     rendered = render.render(lab, build, data_dir=data)
     good = Path(shutil.copy(rendered.pdf_path, tmp / "good.pdf"))
@@ -107,6 +108,11 @@ def lab_pdf(tmp_path_factory):
     report = model.build(lab, runs, model.RenderInfo("2000-01-01", "x"))
     return {"tmp": tmp, "lab": lab, "build": build, "data": data, "good": good, "html": html, "report": report,
             "results": results, "runs": {r.name: r for r in runs}}
+
+
+@pytest.fixture(scope="module")
+def lab_pdf(tmp_path_factory):
+    return rendered_lab(tmp_path_factory.mktemp("repeats"))
 
 
 def acc(results, name, repeat) -> float:
@@ -482,3 +488,65 @@ def test_a_malformed_run_is_a_mismatch_for_verify_and_grade_not_a_crash(lab_pdf,
     subject = "raw-a" if where == "run 2" else where
     assert [f for f in verify.verify(pdf).mismatches if f.subject == subject]
     assert grade.grade_submission(verify.read_submission(pdf)).parts  # graded, with its mismatches
+
+
+# --------------------------------------------------------------------------- run 1 failed or missing
+# raw-a: run 1 failed, runs 2-3 measured; raw-b: run 1 not run, runs 2-3 measured; cnn-a: run 3 not run.
+@pytest.fixture(scope="module")
+def left_out_pdf(tmp_path_factory):
+    return rendered_lab(tmp_path_factory.mktemp("left-out"), skip={("raw-b", 1), ("cnn-a", 3)},
+                        statuses={("raw-a", 1): "failed"})
+
+
+def test_a_failed_or_missing_run_1_next_to_measured_runs_is_printed_as_the_measured_runs(left_out_pdf):
+    """Run 1 left out is "2 of 3 runs", as a failed run 3 is: the card (no FAILED box, a note saying
+    which run is left out and why), the part table, the comparisons and the title page all print
+    the mean over runs 2-3; the appendix lists the failed run."""
+    report, results = left_out_pdf["report"], left_out_pdf["results"]
+    cards = {c.name: c for p in report.parts for c in p.cards}
+    rows = {r.name: r for p in report.parts for r in p.rows}
+    for name in ("raw-a", "raw-b"):
+        accs = [acc(results, name, r) for r in (2, 3)]
+        mean, std = statistics.mean(accs), statistics.stdev(accs)
+        card = cards[name]
+        assert card.status == "ok" and card.error == ""
+        assert dict(card.metrics)[model.METRIC_LABELS["test_accuracy"]] == \
+            f"{100 * mean:.2f}% ± {100 * std:.2f}% (2 of 3 runs)"
+        assert (rows[name].status, rows[name].runs) == ("ok", "2 of 3")
+        assert rows[name].test_accuracy == f"{100 * mean:.2f}% ± {100 * std:.2f}%"
+    error = left_out_pdf["results"][("raw-a", 1)]["error"]
+    assert cards["raw-a"].runs_note == f"Numbers over 2 of 3 runs; run 1 failed: {error}."
+    assert cards["raw-b"].runs_note == "Numbers over 2 of 3 runs; run 1 not run yet."
+    assert cards["cnn-a"].runs_note == "Numbers over 2 of 3 runs; run 3 not run yet."
+    assert cards["raw-c"].runs_note == ""  # one run: nothing left out
+    raw = next(p for p in report.parts if p.part == "raw")
+    assert any("(raw-a vs raw-b)" in s for s in raw.comparisons)  # compared, not dropped as failed
+    assert not any("Failed or diverged" in w or "Not run yet" in w for w in raw.warnings)
+    assert report.counts["ok"] == "4" and report.counts["failed"] == report.counts["not_run"] == ""
+    assert [(p["label"], p["status"]) for p in report.appendix["problems"]] == [("raw-a run 1", "failed")]
+
+
+def test_verify_accepts_a_report_with_run_1_left_out_and_catches_a_changed_run_2(left_out_pdf):
+    from test_verify import edit_results
+
+    v = verify.verify(left_out_pdf["good"])
+    assert [f.line() for f in v.mismatches] == []
+    notes = [f.line() for f in v.findings if f.status == verify.NOTE]
+    assert "NOTE     raw-b: run 1: not run: left out of the mean" in notes
+
+    def forge(doc):
+        entry = next(e for e in doc["experiments"] if e["name"] == "raw-b")
+        entry["more_runs"][0]["metrics"]["test_accuracy"] -= 0.01
+
+    v = verify.verify(edit_results(left_out_pdf["good"], left_out_pdf["tmp"] / "forged.pdf", forge))
+    assert any(f.subject == "raw-b" and "#exp-raw-b" in f.line() for f in v.mismatches), [f.line() for f in v.mismatches]
+
+
+def test_a_repeated_experiment_with_no_run_stored_lists_no_runs(lab_pdf):
+    """The card of an experiment none of whose runs is stored says "not run" and prints no table
+    of runs, so it records no claim (a seed) the page does not print."""
+    run = _runs(lab_pdf["lab"], "cnn-a", [None, None, None])
+    assert run.outcome == "not run" and not run.ok
+    with model.claims.recording() as rec:
+        assert model.run_rows(run) == ()
+    assert rec.claims == []

@@ -669,7 +669,10 @@ def check_experiment(sub: Submission, spec: ExperimentSpec, q2_model: bool, run:
     if entry is None:
         return []  # reported once by the document check
     if entry.get("result") is None:
-        out = [Finding(spec.name, "result", NOTE, "not run: the report prints no numbers for it")]
+        if any(sub.more_results(spec)):  # runs 2..N stored: the report prints them, run 1 left out of the mean
+            out = [Finding(spec.name, "run 1", NOTE, "not run: left out of the mean")]
+        else:
+            out = [Finding(spec.name, "result", NOTE, "not run: the report prints no numbers for it")]
         return out + ([check_q2(sub, spec, None)] if q2_model else []) + check_repeats(sub, spec)
     problem = result_problem(entry["result"])
     if problem:
@@ -841,7 +844,8 @@ def check_claims(sub: Submission, report: model.Report) -> list[Finding]:
     want = [c.as_dict() for c in report.claims]
     keys = ("anchor", "what", "text", "source")
     out = []
-    not_run = {s.name for s in sub.config.experiments if sub.result(s.name) is None}
+    # No run stored at all (with repeats, a missing run 1 next to stored runs 2..N is printed as those runs).
+    not_run = {s.name for s in sub.config.experiments if sub.result(s.name) is None and not any(sub.more_results(s))}
     ghost = [c for c in attached if c.get("subject") in not_run and str(c.get("source", "")).startswith("results:")]
     for name in dict.fromkeys(str(c.get("subject")) for c in ghost):
         mine = [c for c in ghost if c.get("subject") == name]
@@ -906,7 +910,8 @@ def check_text_layer(sub: Submission, report: model.Report, html: str) -> list[F
     by_anchor: dict[str, list[claims_mod.Claim]] = {}
     for c in report.claims:
         by_anchor.setdefault(c.anchor, []).append(c)
-    not_run = {s.name for s in sub.config.experiments if sub.result(s.name) is None}
+    # No run stored at all (with repeats, a missing run 1 next to stored runs 2..N is printed as those runs).
+    not_run = {s.name for s in sub.config.experiments if sub.result(s.name) is None and not any(sub.more_results(s))}
     subject_of = {}
     for spec in sub.config.experiments:
         subject_of[sub.anchors.card(spec.name)] = spec.name

@@ -41,11 +41,22 @@ class Problem:
     name: str
     status: str
     error: str
+    label: str = ""  # as printed when not the name: "NAME run R", a run left out of a repeated experiment's mean
 
 
 def problems(runs: Sequence[Run]) -> tuple[Problem, ...]:
-    return tuple(Problem(r.name, r.status, str((r.result or {}).get("error") or ""))
-                 for r in runs if r.status in ("failed", "diverged", NOT_RUN))
+    """The experiments that failed, diverged or have not run (``Run.outcome``), and the failed or
+    diverged runs of a repeated experiment whose other runs are measured (its mean leaves them out)."""
+    out = []
+    for exp in runs:
+        if exp.outcome in ("failed", "diverged", NOT_RUN):
+            out.append(Problem(exp.name, exp.outcome, str((exp.detail.result or {}).get("error") or "")))
+        elif exp.repeated:
+            for r in exp.aggregate.runs:
+                if r.status in ("failed", "diverged"):
+                    k = count(r.repeat, what=f"run number of {r.name}", src=f"config:{r.name}/repeats")
+                    out.append(Problem(r.name, r.status, str((r.result or {}).get("error") or ""), f"{r.name} run {k}"))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,7 @@ def compare_means(a: Run, b: Run, key: str) -> Comparison:
 
 def one_key_pairs(runs: Sequence[Run]) -> list[tuple[Run, Run, str]]:
     """Pairs of measured runs whose specs differ in exactly one key (declaration order)."""
-    measured = [r for r in runs if r.status == "ok" and r.measured]
+    measured = [r for r in runs if r.ok]
     flats = {r.name: flat_spec(r.spec) for r in measured}
     out = []
     for a, b in combinations(measured, 2):

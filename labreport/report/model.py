@@ -160,6 +160,7 @@ class Card:
     runs: tuple[dict, ...] = ()  # repeat, seed, status, test_accuracy, test_loss, macro_f1, median (printed)
     median_note: str = ""
     band: bool = False  # the curves are the mean ± std of the runs
+    runs_note: str = ""  # "2 of 3 runs measured; run 1 failed: ..." when some runs are left out of the mean
 
 
 @dataclass(frozen=True)
@@ -330,7 +331,7 @@ def runs_count(run: Run, *, word: bool = True) -> str:
 
 
 def metric_rows(run: Run) -> tuple[tuple[str, str], ...]:
-    if not run.result:
+    if not run.detail.result:  # with repeats: run 1 may be missing while runs 2-3 are measured
         return ()
     n, L = run.name, METRIC_LABELS
     rows = [(L[k], headline_text(run, k, fmt)
@@ -354,9 +355,27 @@ def metric_rows(run: Run) -> tuple[tuple[str, str], ...]:
     return tuple(rows)
 
 
+def runs_note(run: Run) -> str:
+    """With repeats, when the numbers printed are over some of the runs only: which runs are left
+    out and why ("2 of 3 runs measured; run 1 failed: RuntimeError: ...; run 3 not run yet")."""
+    if not run.repeated or run.outcome != "ok" or run.aggregate.n_measured == run.aggregate.n_declared:
+        return ""
+    n, out = run.name, []
+    with claims.about(n):
+        for r in run.aggregate.runs:
+            if r.status == "ok" and r.measured:
+                continue
+            k = claims.count(r.repeat, what=f"run number of {n}", src=f"config:{n}/repeats")
+            error = str((r.result or {}).get("error") or "")
+            out.append(f"run {k} not run yet" if r.status == NOT_RUN else
+                       f"run {k} {r.status}" + (f": {error}" if error else ""))
+        return f"Numbers over {runs_count(run)}; " + "; ".join(out) + "."
+
+
 def run_rows(run: Run) -> tuple[dict, ...]:
-    """Every run of a repeated experiment: its number, seed, status and test numbers (as printed)."""
-    if not run.repeated:
+    """Every run of a repeated experiment: its number, seed, status and test numbers (as printed);
+    none while no run is stored (the card says "not run" and prints no table)."""
+    if not run.repeated or run.outcome == NOT_RUN:
         return ()
     n, median = run.name, run.aggregate.median
     out = []
@@ -403,12 +422,12 @@ def part_intro(part: str, runs: Sequence[Run]) -> tuple[str, ...]:
 
 def _row(r: Run, anchors: Anchors, best: str | None) -> TableRow:
     n, c = r.name, claims
-    measured = r.status not in (NOT_RUN, "failed")
-    detail = r.detail  # best epoch and time: the median run's
+    measured = r.outcome not in (NOT_RUN, "failed")  # with repeats: some run is (the mean over those)
+    detail = r.detail  # best epoch and time: the median run's; the failed run's epochs
     f = detail.facts if detail.result else {"best_epoch": None, "epochs_run": 0}
     with claims.about(n):
         return TableRow(
-            name=n, anchor=anchors.row(n), card_anchor=anchors.card(n), status=r.status, chosen=r.spec.chosen,
+            name=n, anchor=anchors.row(n), card_anchor=anchors.card(n), status=r.outcome, chosen=r.spec.chosen,
             best=best == n, model=describe.short_model(r.spec),
             n_params=c.count(r.n_params, what=f"parameters of {n}", src=f"config:{n}/total"),
             batch_size=c.count(r.spec.batch_size, what=f"batch size of {n}", src=f"config:{n}/batch_size"),
@@ -420,8 +439,8 @@ def _row(r: Run, anchors: Anchors, best: str | None) -> TableRow:
                         if measured and f["best_epoch"] else "—"),
             duration=(_total_time(r) if r.repeated else
                       c.seconds(r.duration_s, what=f"run time of {n}", src=_res(n, "duration_s"))) if measured else "",
-            epochs_run=(c.count(f["epochs_run"], what=f"epochs run by {n}", src=_res(n, "history"))
-                        if r.status == "failed" else ""),  # printed only as "FAILED after N epochs"
+            epochs_run=(c.count(f["epochs_run"], what=f"epochs run by {n}", src=_src(detail, "history"))
+                        if r.outcome == "failed" else ""),  # printed only as "FAILED after N epochs"
             runs=runs_count(r, word=False) if r.repeated and measured else "",
         )
 
@@ -434,9 +453,10 @@ def _total_time(r: Run) -> str:
 
 def _card(r: Run, anchors: Anchors, best_names: set[str], warnings: list[str]) -> Card:
     n = r.name
-    error = str((r.result or {}).get("error") or "")
-    # With repeats, the confusion matrix, the pairs and the observations are the median run's.
+    # With repeats, the confusion matrix, the pairs and the observations are the median run's,
+    # and the status and error the experiment shows are its (``Run.outcome``).
     d = r.detail
+    error = str((d.result or {}).get("error") or "")
     median_note = ""
     if r.repeated and r.aggregate.median is not None:
         with claims.about(n):
@@ -466,12 +486,13 @@ def _card(r: Run, anchors: Anchors, best_names: set[str], warnings: list[str]) -
     has_curves = bool(d.result) and any(d.history.values())
     has_cm = bool((d.result or {}).get("confusion")) and d.status != "failed"
     return Card(
-        name=n, anchor=anchors.card(n), part=r.spec.part, status=r.status, error=error,
+        name=n, anchor=anchors.card(n), part=r.spec.part, status=r.outcome, error=error,
         stale=any(is_stale(x.spec, x.result) for x in r.aggregate.runs), chosen=r.spec.chosen, best=n in best_names,
         description=description, short=short, hyper=hyper, metrics=metrics,
         curves=f"curves:{n}" if has_curves else None, confusion=f"confusion:{n}" if has_cm else None,
-        pairs=pairs, observations=observations, comment=r.spec.comment, quick=bool((r.result or {}).get("quick")),
+        pairs=pairs, observations=observations, comment=r.spec.comment, quick=bool((d.result or {}).get("quick")),
         runs=runs, median_note=median_note, band=r.repeated and r.aggregate.n_measured >= 2,
+        runs_note=runs_note(r),
     )
 
 
@@ -566,7 +587,7 @@ def _build(config: LabConfig, runs: Sequence[Run], info: RenderInfo, quick: bool
             for row in q3.rows)
 
     # Title page.
-    n_status = {k: sum(1 for r in runs if r.status == k) for k in ("ok", "diverged", "failed", NOT_RUN)}
+    n_status = {k: sum(1 for r in runs if r.outcome == k) for k in ("ok", "diverged", "failed", NOT_RUN)}
     n_stale = sum(1 for pv in part_views for c in pv.cards if c.stale)
     with claims.at(TITLE_ANCHOR), claims.about(source="formula: counted over the experiments in results.json"):
         counts = {
@@ -622,8 +643,8 @@ def _build(config: LabConfig, runs: Sequence[Run], info: RenderInfo, quick: bool
         toc=tuple(toc), q1=q1, q2=tuple(models), q3_rows=q3_rows, q3=q3, parts=tuple(part_views),
         appendix={"sections": tuple(app_sections), "toml": config.source_text, "render_versions": info.render_versions,
                   "run_versions": run_versions, "checksums": checksums, "timings": timings, "total": total,
-                  "problems": tuple({"name": pr.name, "anchor": anchors.card(pr.name), "status": pr.status,
-                                     "error": pr.error} for pr in problems)},
+                  "problems": tuple({"name": pr.name, "label": pr.label or pr.name, "anchor": anchors.card(pr.name),
+                                     "status": pr.status, "error": pr.error} for pr in problems)},
         generator=info.generator, warnings=tuple(warnings), anchors=anchors, info=info,
         figure_keys=_figure_keys(part_views, runs), repeated=any(r.repeated for r in runs),
     )

@@ -59,9 +59,10 @@ def part_summary(part: str, runs: Sequence[Run], min_variants: int = 3) -> PartS
         rows = tuple(
             PartRow(
                 name=r.name, model=short_model(r.spec), n_params=r.n_params, batch_size=r.spec.batch_size,
-                epochs=r.spec.epochs, status=r.status, test_loss=r.test_loss, test_accuracy=r.test_accuracy,
-                macro_f1=r.macro_f1, best_epoch=r.facts["best_epoch"] if r.result else None,
-                epochs_run=r.facts["epochs_run"] if r.result else 0, duration_s=r.duration_s,
+                epochs=r.spec.epochs, status=r.outcome, test_loss=r.headline("test_loss").mean,
+                test_accuracy=r.headline("test_accuracy").mean, macro_f1=r.headline("macro_f1").mean,
+                best_epoch=r.detail.facts["best_epoch"] if r.detail.result else None,
+                epochs_run=r.detail.facts["epochs_run"] if r.detail.result else 0, duration_s=r.detail.duration_s,
                 chosen=r.spec.chosen, best=best is not None and r.name == best.name,
             )
             for r in runs
@@ -75,14 +76,14 @@ def part_summary(part: str, runs: Sequence[Run], min_variants: int = 3) -> PartS
 def part_warnings(runs: Sequence[Run], min_variants: int) -> list[str]:
     """What is missing in a part (``runs``: the part's runs)."""
     warnings = []
-    measured = [r for r in runs if r.status == "ok" and r.measured]
+    measured = [r for r in runs if r.ok]
     if len(measured) < min_variants:
         warnings.append(f"Only {fmt(len(measured))} of the at least {fmt(min_variants)} required variants of this"
                         " part have a successful result.")
-    not_run = [r.name for r in runs if r.status == NOT_RUN]
+    not_run = [r.name for r in runs if r.outcome == NOT_RUN]
     if not_run:
         warnings.append("Not run yet: " + ", ".join(not_run) + ".")
-    bad = [f"{r.name} ({r.status})" for r in runs if r.status in ("failed", "diverged")]
+    bad = [f"{r.name} ({r.outcome})" for r in runs if r.outcome in ("failed", "diverged")]
     if bad:
         warnings.append("Failed or diverged: " + ", ".join(bad) + ".")
     return warnings
@@ -102,7 +103,7 @@ def best_sentence(best: Run | None) -> str:
 
 
 def part_conclusions(runs: Sequence[Run], best: Run | None, comps: Sequence[Comparison]) -> list[str]:
-    measured = [r for r in runs if r.status == "ok" and r.measured]
+    measured = [r for r in runs if r.ok]
     if not measured:
         return ["No conclusions yet: no experiment of this part has a successful result."]
     out = []
@@ -124,7 +125,7 @@ def part_conclusions(runs: Sequence[Run], best: Run | None, comps: Sequence[Comp
         c = chosen[0]
         if c.name == best.name:
             out.append(f"The chosen model ({c.name}) is also the most accurate one.")
-        elif c.measured:
+        elif c.ok:
             out.append(f"The chosen model ({c.name}, {pct(c.headline_accuracy)}) is {points(best.headline_accuracy - c.headline_accuracy, sign=False)}"
                        f" points below the best; it has {fmt(c.n_params)} parameters vs {fmt(best.n_params)}.")
     out += comparison_summaries(comps)

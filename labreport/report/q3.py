@@ -40,7 +40,7 @@ def _kind(spec: ExperimentSpec) -> str:
 
 def capacity(runs: Sequence[Run]) -> Capacity:
     """Question 3 from the successful runs (diverged/failed ones measure nothing about capacity)."""
-    measured = [r for r in runs if r.status == "ok" and r.measured]
+    measured = [r for r in runs if r.ok]
     pool = measured or list(runs)
     basis = "measured" if measured else "declared (not yet measured)"
     rows = []
@@ -132,7 +132,7 @@ def _worked_example(runs: Sequence[Run]) -> str:
              " times as many." if ratio >= 1 else
              f", so the CNN has {claims.ratio(1 / ratio, what='parameters of the CNN per parameter of the MLP', src=how)}"
              " times as many.")
-    if mlp.measured and cnn.measured:
+    if mlp.ok and cnn.ok:
         d = cnn.headline_accuracy - mlp.headline_accuracy
         text += (f" Test accuracy: MLP {pct(mlp.headline_accuracy)}, CNN {pct(cnn.headline_accuracy)}"
                  f" ({points(d)} points for the CNN).")

@@ -294,12 +294,12 @@ def plan_figures(report: model.Report, runs: Sequence[Run], figs: Figures, data_
                      "test_loss": r.headline("test_loss").mean,
                      "chosen": r.spec.chosen, "best": r.name == (best.name if best else None)}
                     for best in [best_run(x for x in runs if x.spec.part == arg)]
-                    for r in runs if r.spec.part == arg and r.test_accuracy is not None and r.status == "ok"]
+                    for r in runs if r.spec.part == arg and r.ok]
             refs[key] = figs.part_comparison(arg, rows) if rows else None
         elif kind == "capacity":
             points = [{"name": r.name, "part": r.spec.part, "n_params": r.n_params,
                        "test_accuracy": r.headline("test_accuracy").mean,
-                       "chosen": r.spec.chosen} for r in runs if r.status == "ok" and r.measured]
+                       "chosen": r.spec.chosen} for r in runs if r.ok]
             refs[key] = figs.capacity(points) if points else None
         elif kind == "samples":
             refs[key] = figs.samples(arg, data_dir, CLASS_NAMES[arg])

@@ -83,9 +83,26 @@ class Run:
 
     @property
     def detail(self) -> Run:
-        """The run whose curves, confusion matrix and detail numbers stand for the experiment:
-        this one, or with repeats the median run (this one while none is measured)."""
-        return (self.aggregate.median or self) if self.repeated else self
+        """The run whose status, curves, confusion matrix and detail numbers stand for the
+        experiment: this one; with repeats the median run, or while none is measured the first
+        run stored (failed or diverged), else this one."""
+        if not self.repeated:
+            return self
+        agg = self.aggregate
+        return agg.median or next((r for r in agg.runs if r.result is not None), self)
+
+    @property
+    def outcome(self) -> str:
+        """The experiment's status as the report prints it: ``status`` without repeats; with
+        repeats 'ok' while any run is measured -- its numbers are the mean over those runs, so a
+        failed or missing run 1 next to measured runs 2-3 is "2 of 3 runs", exactly as a failed
+        run 3 is -- else the status of the first run stored, else 'not run'."""
+        return self.detail.status
+
+    @property
+    def ok(self) -> bool:
+        """The experiment has numbers to print, rank and compare (outcome ok, a test accuracy)."""
+        return self.outcome == "ok" and self.detail.measured
 
     @property
     def aggregate(self) -> Aggregate:
@@ -284,5 +301,5 @@ def sort_key_best(run: Run) -> tuple:
 
 
 def best_run(runs: Iterable[Run]) -> Run | None:
-    ok = [r for r in runs if r.status == "ok" and r.measured]
+    ok = [r for r in runs if r.ok]
     return min(ok, key=sort_key_best) if ok else None
