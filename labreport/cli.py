@@ -220,7 +220,8 @@ def cmd_list(args) -> int:
     _print_table(header, rows, right={"batch", "epochs", "params", "runs"})
     chosen = ", ".join(f"{s.part}: {s.name}" for s in config.experiments if s.chosen)
     runs = f" ({n_runs} runs with their repeats)" if n_runs > len(config.experiments) else ""
-    print(f"\n{len(config.experiments)} experiments{runs} in {args.config}; * = chosen ({chosen or 'none'})")
+    n = len(config.experiments)
+    print(f"\n{n} experiment{'s' * (n != 1)}{runs} in {args.config}; * = chosen ({chosen or 'none'})")
     if args.layers:
         for spec in config.experiments:
             b = breakdown(spec)
@@ -238,7 +239,8 @@ def cmd_validate(args) -> int:
     config = load(args.config)
     n_runs = sum(spec.repeats for spec in config.experiments)
     runs = f" ({n_runs} runs with their repeats)" if n_runs > len(config.experiments) else ""
-    print(f"{args.config}: OK, {len(config.experiments)} experiments{runs}")
+    n = len(config.experiments)
+    print(f"{args.config}: OK, {n} experiment{'s' * (n != 1)}{runs}")
     return 0
 
 

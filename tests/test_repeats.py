@@ -340,6 +340,13 @@ def test_export_has_one_row_per_run_with_a_repeat_column(tmp_path):
     assert list(history["loss"]) == [1.0, 0.5]
 
 
+def test_check_names_a_requirement_of_one_variant_in_the_singular(tmp_path):
+    from labreport.grading import checks
+
+    lab = write_lab(tmp_path, defaults="\n[requirements]\nmin_variants_per_part = 1")
+    assert "at least 1 variant of part 'raw'" in [c.rule for c in checks.evaluate(lab, tmp_path / "build")]
+
+
 def test_export_of_one_experiment_says_experiment_in_the_singular(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     lab = write_lab(tmp_path, repeats=2)

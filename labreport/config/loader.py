@@ -507,7 +507,7 @@ def _validate(data: dict, text: str, path: str, max_experiments: int | None) -> 
         errs.add(0, "", "no experiments: add at least one [[experiment]] table")
     if len(raw_experiments) > limit:
         errs.add(lines.table("experiment")[0], "", f"{len(raw_experiments):,} [[experiment]] tables; the limit is"
-                 f" {limit:,} experiments in all (set {MAX_EXPERIMENTS_VAR} to change it)")
+                 f" {limit:,} experiment{'s' * (limit != 1)} in all (set {MAX_EXPERIMENTS_VAR} to change it)")
         errs.raise_if_any()
 
     # First pass: each experiment's own keys, checked; remember where it was declared.

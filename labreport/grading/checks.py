@@ -57,7 +57,7 @@ def evaluate(config: LabConfig, build: Path, *, quick: bool = False, html: str |
         done = [s for s in specs if first[s.name] == "fresh" and (results[s.name] or {}).get("status") == "ok"]
         title = PART_TITLES[part]
         out.append(Check(
-            f"at least {req.min_variants_per_part} variants of part '{part}'",
+            f"at least {req.min_variants_per_part} variant{'s' * (req.min_variants_per_part != 1)} of part '{part}'",
             len(done) >= req.min_variants_per_part,
             f"{title}: {len(done)} trained of {len(specs)} declared",
         ))

@@ -39,7 +39,7 @@ def test_a_bad_environment_variable_is_one_line_naming_it(lr, name, value, comma
 def test_list_is_not_stopped_by_a_variable_it_does_not_read(lr):
     (lr.folder / "experiments.toml").write_text(MINIMAL_TOML)
     out = lr("list", LABREPORT_JOBS="two", LABREPORT_QUICK="maybe", LABREPORT_BUILD="")
-    assert out.status == 0 and "1 experiments in experiments.toml" in out.stdout and out.stderr == ""
+    assert out.status == 0 and "1 experiment in experiments.toml" in out.stdout and out.stderr == ""
 
 
 def test_usual_spellings_of_flags_and_numbers_are_accepted(lr):

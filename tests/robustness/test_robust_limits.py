@@ -152,6 +152,13 @@ def test_the_experiment_limit_counts_sweeps_and_is_set_by_an_environment_variabl
 
 
 def test_the_runs_limit_message_counts_one_experiment_and_a_limit_of_one_in_the_singular(project):
+    (project.folder / "experiments.toml").write_text(BASE)
+    assert project("validate").stdout == "experiments.toml: OK, 1 experiment\n"
+    (project.folder / "experiments.toml").write_text(BASE + "\n" + BASE.split("\n", 3)[3].replace('"raw-1"', '"raw-2"'))
+    out = project("validate", LABREPORT_MAX_EXPERIMENTS="1")
+    assert (out.status, out.err_lines[0]) == (2, (
+        "experiments.toml:4: 2 [[experiment]] tables; the limit is 1 experiment in all (set LABREPORT_MAX_EXPERIMENTS"
+        " to change it)"))
     (project.folder / "experiments.toml").write_text(BASE + "repeats = 5\n")
     out = project("validate", LABREPORT_MAX_EXPERIMENTS="1")
     assert (out.status, out.err_lines[0]) == (2, (
