@@ -101,7 +101,7 @@ def test_a_diverging_experiment_is_stored_and_reported_as_diverged_the_others_ar
     html = render_html(lab, build, figure_cache).html_path.read_text(encoding="utf-8")
     assert f'<p class="failed-box">DIVERGED: {DIVERGED_ERROR}</p>' in html
     assert html.count('<span class="badge diverged">DIVERGED</span>') == 1
-    assert "3 experiments in 1 parts:\n      2 measured, <strong class=\"bad\">1 diverged</strong>." in html
+    assert "3 experiments in 1 part:\n      2 measured, <strong class=\"bad\">1 diverged</strong>." in html
     assert '<tr class="status-diverged"><td><a href="#exp-medium">medium</a></td><td class="bad">DIVERGED</td>' \
            f"<td>{DIVERGED_ERROR}</td></tr>" in html
     assert "badge failed" not in html and "badge notrun" not in html
