@@ -122,7 +122,12 @@ def _parser(settings: dict | None = None) -> argparse.ArgumentParser:
                        " (exit 0 all match, 1 a mismatch, 2 unreadable)")
     s.add_argument("pdf", metavar="REPORT.pdf", help="a report made by `labreport render`")
     s.add_argument("--rerun", type=int, default=0, metavar="K",
-                   help="also re-train K experiments (chosen ones first) and compare their test accuracy")
+                   help="also re-train K experiments (chosen ones first) and compare their test accuracy:"
+                   " run 1 of each, and of each experiment with 2 or more measured runs (repeats) also one"
+                   " of its runs 2..N picked at random, so a repeated experiment costs two trainings")
+    s.add_argument("--rerun-run", type=int, default=None, metavar="R",
+                   help="with --rerun: re-train run R (2 or more) of the repeated experiments instead of a"
+                   " random one")
     s.add_argument("--tolerance", type=float, default=0.01,
                    help="largest accepted |re-trained - claimed| test accuracy for --rerun (default: %(default)s)")
     s.add_argument("-b", "--build", default=build_default,
@@ -420,9 +425,11 @@ def cmd_verify(args) -> int:
         raise UserError(f"--rerun must be >= 0, got {args.rerun}")
     if not 0 <= args.tolerance < 1:
         raise UserError(f"--tolerance is an absolute test accuracy between 0 and 1, got {args.tolerance:g}")
+    if args.rerun_run is not None and not args.rerun:
+        raise UserError("--rerun-run R needs --rerun K (it says which run of the K experiments to re-train)")
     build = _build(args) if args.rerun else Path(args.build)  # --rerun caches data sets there
     result = verify.verify(args.pdf, rerun_k=args.rerun, tolerance=args.tolerance, build=build,
-                           allow_templates=args.allow_templates)
+                           allow_templates=args.allow_templates, rerun_run=args.rerun_run)
     print(verify.format_report(result, quiet=args.quiet))
     return 0 if result.ok else EXIT_FAILED
 

@@ -369,7 +369,7 @@ def test_rerun_tolerance_is_the_measured_spread_when_there_is_one(lab_pdf):
     assert f.status == verify.MISMATCH and f.detail.endswith("tolerance ±1.00 points)")
 
 
-def test_rerun_trains_only_repeat_1_and_uses_the_spread(lab_pdf, tmp_path):
+def test_rerun_trains_run_1_and_one_picked_run_and_uses_the_spread(lab_pdf, tmp_path):
     import io
 
     from test_verify import FakeTrainer, fake_dataset
@@ -378,10 +378,14 @@ def test_rerun_trains_only_repeat_1_and_uses_the_spread(lab_pdf, tmp_path):
     claimed = {"raw-a": acc(lab_pdf["results"], "raw-a", 1), "cnn-a": acc(lab_pdf["results"], "cnn-a", 1)}
     trainer = FakeTrainer(claimed, {"raw-a": 0.0, "cnn-a": 0.0})
     findings = verify.rerun(sub, 2, build=tmp_path / "build", train=trainer, load_dataset=fake_dataset,
-                            progress=io.StringIO())
-    assert sorted(trainer.calls) == [("cnn-a", False), ("raw-a", False)]  # one training each, not three
-    assert [f.status for f in findings] == [verify.OK, verify.OK]
-    assert "over 3 runs" in findings[0].detail and "over 2 runs" in findings[1].detail
+                            progress=io.StringIO(), choose=max)
+    # Two trainings each, not three: run 1 and one of the measured runs 2..N (tests/test_verify_rerun.py).
+    assert sorted(trainer.calls) == [("cnn-a", False)] * 2 + [("raw-a", False)] * 2
+    assert [f.detail.split(":")[0] for f in findings] == [
+        "run 1/3 (seed 1)", f"run 3/3 (seed {repeat_seed(1, 3)}, picked at random among the measured runs 2, 3)",
+        "run 1/3 (seed 1)", f"run 2/3 (seed {repeat_seed(1, 2)}, the only measured run besides run 1)"]
+    assert "over 3 runs" in findings[0].detail and "over 2 runs" in findings[2].detail
+    assert all("over 3 runs" in f.detail for f in findings[:2]) and all("over 2 runs" in f.detail for f in findings[2:])
 
 
 def test_check_counts_a_failed_run_of_a_repeated_experiment(lab_pdf, tmp_path):

@@ -14,7 +14,9 @@ PDF alone, that it is what the tool made of them:
    question 2) the layer table are results.json's, formatted as the templates format them;
 3. optionally (``rerun``), K experiments are trained again and their test accuracy is
    compared with the claimed one, within a tolerance (another machine gives slightly
-   different numbers). This is the only path that imports the runner, hence TensorFlow.
+   different numbers): run 1, and for an experiment with 2+ measured runs also one of runs
+   2..N drawn at random (or named by the teacher). This is the only path that imports the
+   runner, hence TensorFlow.
 
 Finding the printed numbers: WeasyPrint turns every HTML ``id`` into a PDF named
 destination (page + top). The text between one destination and the next in reading
@@ -29,6 +31,7 @@ import bisect
 import dataclasses
 import json
 import math
+import random
 import re
 import sys
 import tempfile
@@ -999,6 +1002,15 @@ def verify_submission(sub: Submission, *, allow_templates: bool = False) -> list
 
 
 # --------------------------------------------------------------------------- rerun
+# The run among 2..N is drawn from the operating system's entropy: a hand-in cannot know or
+# steer it (a seeded generator could be predicted from the PDF). Tests pass ``choose``.
+_ENTROPY = random.SystemRandom()
+
+
+class BadRerunRun(UserError):
+    """``--rerun-run R`` names a run that no experiment of the hand-in declares (exit 2)."""
+
+
 def rerun_candidates(sub: Submission, k: int) -> list[ExperimentSpec]:
     """``k`` experiments with a measured accuracy: the chosen ones first, then in config order."""
     measured = [s for s in sub.config.experiments
@@ -1008,14 +1020,91 @@ def rerun_candidates(sub: Submission, k: int) -> list[ExperimentSpec]:
     return ordered[:k]
 
 
+def check_rerun_run(sub: Submission, repeat: int | None) -> None:
+    """Raise BadRerunRun unless ``repeat`` (the teacher's ``--rerun-run``) is a run 2..N of some
+    experiment of ``sub``; None (pick at random) is always valid."""
+    if repeat is None:
+        return
+    if repeat < 2:
+        raise BadRerunRun(f"--rerun-run must be 2 or more (run 1 is always re-trained), got {repeat}")
+    most = max((s.repeats for s in sub.config.experiments), default=1)
+    if most == 1:
+        raise BadRerunRun(f"--rerun-run {repeat}: {sub.path.name} declares one run per experiment"
+                          " (no repeats): there is no run 2 or later to re-train")
+    if repeat > most:
+        raise BadRerunRun(f"--rerun-run {repeat}: {sub.path.name} declares at most {most} runs per experiment")
+
+
+@dataclass(frozen=True)
+class RerunPlan:
+    """What ``--rerun`` trains again of one experiment: run 1, and with 2+ measured runs one of
+    runs 2..N (``extra``, its spec with its derived seed), or a ``note`` saying why not."""
+
+    run: Run  # repeat 1, carrying the claimed runs 2..N (Run.more_runs)
+    extra: Run | None = None
+    how: str = ""  # why that run: "picked at random among ...", "chosen with --rerun-run"
+    note: Finding | None = None
+
+    @property
+    def run_keys(self) -> tuple[str, ...]:
+        """The runner's names of the runs to train (run 1: the name; run r: 'name/repeat-r')."""
+        return (self.run.spec.run_key,) + ((self.extra.spec.run_key,) if self.extra else ())
+
+
+def _runs_text(repeats: list[int]) -> str:
+    return f"run {repeats[0]}" if len(repeats) == 1 else "runs " + ", ".join(map(str, repeats))
+
+
+def plan_rerun(run: Run, repeat: int | None = None,
+               choose: Callable[[list[int]], int] | None = None) -> RerunPlan:
+    """Which run 2..N of ``run``'s experiment to train again besides run 1.
+
+    ``repeat`` None: one of the *measured* runs 2..N (status ok: the ones the printed mean and
+    std are made of), drawn by ``choose`` (default: the OS's entropy); nothing when fewer than
+    two runs are measured. ``repeat`` R: that run, or a note when the experiment has no run R
+    or results.json does not claim a measured run R (failed, diverged, not run). An
+    experiment without repeats is re-trained as always: run 1 only, no note."""
+    if not run.repeated:
+        return RerunPlan(run)
+    n, by_repeat = run.spec.repeats, {m.repeat: m for m in run.more_runs}
+    if repeat is None:
+        measured = [m.repeat for m in run.aggregate.measured if m.repeat >= 2]
+        if not measured:
+            return RerunPlan(run)
+        picked = (choose or _ENTROPY.choice)(measured)
+        if picked not in measured:
+            raise ValueError(f"choose() returned {picked!r}, not one of {measured}")
+        how = (f"picked at random among the measured {_runs_text(measured)}" if len(measured) > 1
+               else "the only measured run besides run 1")
+        return RerunPlan(run, by_repeat[picked], how)
+    if repeat > n:
+        return RerunPlan(run, note=Finding(run.name, "rerun", NOTE,
+                                           f"--rerun-run {repeat}: this experiment declares {n} runs;"
+                                           " only run 1 is re-trained"))
+    other = by_repeat[repeat]
+    if repeat not in {m.repeat for m in run.aggregate.measured}:
+        error = str((other.result or {}).get("error") or "").strip().splitlines()
+        why = other.status + (f": {error[0][:80]}" if error else "")
+        return RerunPlan(run, note=Finding(run.name, "rerun", NOTE,
+                                           f"run {repeat}/{n} (seed {other.spec.seed}) is not a measured run in"
+                                           f" {RESULTS_NAME} ({why}): no accuracy claimed, not re-trained"))
+    return RerunPlan(run, other, "chosen with --rerun-run")
+
+
 def rerun(sub: Submission, k: int, *, tolerance: float = DEFAULT_TOLERANCE, build: Path = Path("build"),
           train: Callable[..., dict] | None = None, load_dataset: Callable[..., Any] | None = None,
-          progress: TextIO | None = None) -> list[Finding]:
+          progress: TextIO | None = None, repeat: int | None = None,
+          choose: Callable[[list[int]], int] | None = None) -> list[Finding]:
     """Train ``k`` experiments again in a temporary build folder and compare their test accuracy.
 
-    The data sets and HOG features come from ``build`` (linked, so a fetch is kept for the
-    next time); ``train``/``load_dataset`` are the runner's seams (tests pass fakes).
+    Run 1 of each, and of each with 2+ measured runs also one run 2..N (``plan_rerun``:
+    ``repeat`` names it, else ``choose`` draws it), so forged runs 2..N are at risk too. Each
+    run is trained by the runner exactly as ``labreport run`` trains it (its derived seed, its
+    repeat-R folder), in a scratch build. The data sets and HOG features come from ``build``
+    (linked, so a fetch is kept for the next time); ``train``/``load_dataset`` are the
+    runner's seams (tests pass fakes).
     """
+    check_rerun_run(sub, repeat)
     specs = rerun_candidates(sub, k)
     out = []
     if len(specs) < k:
@@ -1025,18 +1114,25 @@ def rerun(sub: Submission, k: int, *, tolerance: float = DEFAULT_TOLERANCE, buil
         return out
     from labreport.train import runner  # the engine: TensorFlow is loaded only on this path
 
-    # Only repeat 1 is trained again (repeats are not in the cache key: its result is the same).
-    config = dataclasses.replace(sub.config, experiments=tuple(dataclasses.replace(s, repeats=1)
-                                                               for s in sub.config.experiments))
     runs = {r.name: r for r in sub.runs()}
+    plans = [plan_rerun(runs[s.name], repeat, choose) for s in specs]
     with tempfile.TemporaryDirectory(prefix="labreport-verify-") as tmp:
         scratch = Path(tmp) / "build"
         _share_caches(scratch, Path(build))
-        runner.run(config, scratch, quick=sub.quick, names=[s.name for s in specs], force=True,
+        runner.run(sub.config, scratch, quick=sub.quick, names=[s.name for s in specs], force=True,
+                   run_keys={key for p in plans for key in p.run_keys},
                    train=train, load_dataset=load_dataset, progress=progress or sys.stderr)
-        for spec in specs:
-            out.append(compare_rerun(spec, sub.result(spec.name), store.read_result(scratch, spec.name, sub.quick),
-                                     tolerance, runs[spec.name].aggregate.stat("test_accuracy")))
+        for p in plans:
+            spread = p.run.aggregate.stat("test_accuracy")
+            for r, how in ((p.run, ""), (p.extra, p.how)):
+                if r is None:
+                    continue
+                which = f"run {r.repeat}/{r.spec.repeats} (seed {r.spec.seed}{', ' + how if how else ''})" \
+                    if r.repeated else ""
+                fresh = store.read_result(scratch, r.name, sub.quick, repeat=r.repeat)
+                out.append(compare_rerun(r.spec, r.result, fresh, tolerance, spread, which=which))
+            if p.note is not None:
+                out.append(p.note)
     return out
 
 
@@ -1060,18 +1156,20 @@ def rerun_tolerance(default: float, spread: Stat | None) -> tuple[float, str]:
 
 
 def compare_rerun(spec: ExperimentSpec, claimed: dict | None, fresh: dict | None, tolerance: float,
-                  spread: Stat | None = None) -> Finding:
-    """Repeat 1's claimed accuracy against a re-training; ``spread``: the measured runs' accuracy."""
+                  spread: Stat | None = None, *, which: str = "") -> Finding:
+    """One run's claimed accuracy against its re-training; ``spread``: the measured runs' accuracy;
+    ``which``: the run, as the finding names it ("run 2/3 (seed ...)"; empty without repeats)."""
     tolerance, tol_text = rerun_tolerance(tolerance, spread)
+    lead = f"{which}: " if which else ""
     claimed_acc = Run(spec, claimed).test_accuracy
     if fresh is None or fresh.get("status") != "ok":
         why = (fresh or {}).get("error") or (fresh or {}).get("status") or "no result stored"
-        return Finding(spec.name, "rerun", MISMATCH, f"the re-training did not finish: {why}")
+        return Finding(spec.name, "rerun", MISMATCH, f"{lead}the re-training did not finish: {why}")
     acc = Run(spec, fresh).test_accuracy
     if acc is None or claimed_acc is None:
-        return Finding(spec.name, "rerun", MISMATCH, "the re-training measured no test accuracy")
+        return Finding(spec.name, "rerun", MISMATCH, f"{lead}the re-training measured no test accuracy")
     diff = acc - claimed_acc
-    detail = (f"test accuracy {claims_mod.pct(claimed_acc)} claimed, {claims_mod.pct(acc)} re-trained"
+    detail = (f"{lead}test accuracy {claims_mod.pct(claimed_acc)} claimed, {claims_mod.pct(acc)} re-trained"
               f" ({claims_mod.points(diff)} points; {tol_text})")
     return Finding(spec.name, "rerun", OK if abs(diff) <= tolerance + 1e-12 else MISMATCH, detail)
 
@@ -1087,12 +1185,16 @@ def title_of(sub: Submission) -> str:
 def verify(path: Path | str, *, rerun_k: int = 0, tolerance: float = DEFAULT_TOLERANCE,
            build: Path = Path("build"), train: Callable[..., dict] | None = None,
            load_dataset: Callable[..., Any] | None = None, progress: TextIO | None = None,
-           allow_templates: bool = False) -> Verification:
-    """Read ``path`` and run every check (plus ``rerun_k`` re-trainings); raise UnreadableReport."""
+           allow_templates: bool = False, rerun_run: int | None = None,
+           choose: Callable[[list[int]], int] | None = None) -> Verification:
+    """Read ``path`` and run every check (plus ``rerun_k`` re-trainings, see ``rerun``); raise
+    UnreadableReport, or BadRerunRun for a ``rerun_run`` the hand-in does not declare."""
     sub = read_submission(path)
+    if rerun_k:
+        check_rerun_run(sub, rerun_run)  # before the checks: a bad option fails at once
     findings = verify_submission(sub, allow_templates=allow_templates)
     if rerun_k:
         findings += rerun(sub, rerun_k, tolerance=tolerance, build=build, train=train,
-                          load_dataset=load_dataset, progress=progress)
+                          load_dataset=load_dataset, progress=progress, repeat=rerun_run, choose=choose)
     return Verification(Path(path), title_of(sub), tuple(findings))
 

@@ -27,7 +27,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field, replace
 from multiprocessing import connection as mp_connection
@@ -636,6 +636,7 @@ def run(
     names: Sequence[str] | None = None,
     jobs: int = 1,
     force: bool = False,
+    run_keys: Collection[str] | None = None,
     progress: TextIO | None = None,
     load_dataset: LoadDataset | None = None,
     train: Train | None = None,
@@ -644,7 +645,10 @@ def run(
     """Run the stale (or, with ``force``, all) runs of the selected experiments and store each result.
 
     ``jobs``: worker processes (0 = one per core); ``executor`` replaces the local ones
-    (e.g. Dask) and is closed by the run. ``load_dataset``/``train`` replace
+    (e.g. Dask) and is closed by the run. ``run_keys`` (``ExperimentSpec.run_key``: 'name' for
+    run 1, 'name/repeat-R') keeps only those runs of the selected experiments: the others are
+    neither trained nor counted (verify --rerun trains run 1 and one picked run, not all N).
+    ``load_dataset``/``train`` replace
     datasets.load/engine.train_and_evaluate (tests). Raises store.BuildLocked if another
     run holds build/, UnknownExperiment for bad ``names``, and RunInterrupted (a
     KeyboardInterrupt) on Ctrl-C after stopping the workers; every result finished
@@ -655,6 +659,8 @@ def run(
     quick_cfg = QuickConfig.from_env() if quick else None
     with store.BuildLock(build):
         entries = plan_runs(config, build, quick=quick, names=names, quick_cfg=quick_cfg)
+        if run_keys is not None:
+            entries = [e for e in entries if e.spec.run_key in run_keys]
         todo = [e.spec for e in entries if force or e.status != "fresh"]
         n_skipped = len(entries) - len(todo)
         # Without repeats a run is an experiment, and the messages say so as they always did.
