@@ -1119,8 +1119,12 @@ def rerun(sub: Submission, k: int, *, tolerance: float = DEFAULT_TOLERANCE, buil
     with tempfile.TemporaryDirectory(prefix="labreport-verify-") as tmp:
         scratch = Path(tmp) / "build"
         _share_caches(scratch, Path(build))
+        # Each run alone, never fused with the other one: a fused run's data order depends on
+        # the runs it was fused with (fusion.epoch_keys draws under the group's global seed),
+        # so run 1 + run r fused would reproduce neither a run trained alone nor one fused in
+        # another group; alone, a run trained alone on this machine is reproduced exactly.
         runner.run(sub.config, scratch, quick=sub.quick, names=[s.name for s in specs], force=True,
-                   run_keys={key for p in plans for key in p.run_keys},
+                   run_keys={key for p in plans for key in p.run_keys}, fuse=False,
                    train=train, load_dataset=load_dataset, progress=progress or sys.stderr)
         for p in plans:
             spread = p.run.aggregate.stat("test_accuracy")

@@ -637,6 +637,7 @@ def run(
     jobs: int = 1,
     force: bool = False,
     run_keys: Collection[str] | None = None,
+    fuse: bool = True,
     progress: TextIO | None = None,
     load_dataset: LoadDataset | None = None,
     train: Train | None = None,
@@ -648,6 +649,7 @@ def run(
     (e.g. Dask) and is closed by the run. ``run_keys`` (``ExperimentSpec.run_key``: 'name' for
     run 1, 'name/repeat-R') keeps only those runs of the selected experiments: the others are
     neither trained nor counted (verify --rerun trains run 1 and one picked run, not all N).
+    ``fuse=False`` trains every run alone, as ``LABREPORT_FUSION=0`` does (verify --rerun).
     ``load_dataset``/``train`` replace
     datasets.load/engine.train_and_evaluate (tests). Raises store.BuildLocked if another
     run holds build/, UnknownExperiment for bad ``names``, and RunInterrupted (a
@@ -679,7 +681,7 @@ def run(
         threads = thread_split(jobs) if executor is None else None
         estimator = eta.for_run(config, build, jobs=jobs, threads=threads, cores=cpu_count())
         tasks = make_tasks(todo, build, quick=quick, quick_cfg=quick_cfg, threads=threads, estimator=estimator)
-        if executor is None and train is None and fusion.enabled():  # the real engine on local workers
+        if executor is None and train is None and fuse and fusion.enabled():  # the real engine, local workers
             tasks = fuse_tasks(tasks, jobs)
         preloaded = {}
         if executor is None:  # a remote executor's workers load from their own build/data
