@@ -124,6 +124,27 @@ def test_each_branch_has_its_own_order_fixed_by_its_seed_and_new_each_epoch():
 
 
 @pytest.mark.tf
+def test_a_branchs_order_does_not_depend_on_the_group_it_is_fused_with():
+    # _fit seeds the global state with each branch's seed in turn: the last one must not leak.
+    import keras
+
+    n, batch = 40, 8
+    x = np.arange(n, dtype=np.float32).reshape(n, 1)
+    y = engine.one_hot(np.arange(n) % 10)
+
+    def orders(seeds, last_seed):
+        keras.utils.set_random_seed(last_seed)
+        ds = fusion.training_batches(seeds, x, y, batch)
+        return [np.concatenate([xb["input0"][:, 0] for xb, _ in epoch])
+                for epoch in (list(ds.as_numpy_iterator()) for _ in range(2))]
+
+    with_runs_2_3 = orders([11, 12, 13], last_seed=13)
+    with_run_2 = orders([11, 12], last_seed=12)
+    for a, b in zip(with_runs_2_3, with_run_2, strict=True):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.tf
 def test_the_batches_give_every_branch_every_row_once_per_epoch_in_its_own_order():
     n, batch = 10, 4
     x = np.arange(n, dtype=np.float32).reshape(n, 1) * np.ones((1, 3), np.float32)
