@@ -554,3 +554,15 @@ def test_a_repeated_experiment_with_no_run_stored_lists_no_runs(lab_pdf):
     with model.claims.recording() as rec:
         assert model.run_rows(run) == ()
     assert rec.claims == []
+
+
+def test_a_rerun_says_when_the_claim_was_trained_by_another_engine_version(lab_pdf):
+    spec = lab_pdf["lab"].by_name("raw-a")
+    claimed = lab_pdf["results"][("raw-a", 1)]
+    old = dict(claimed, versions={**claimed["versions"], "engine": "0"})
+    fresh = dict(claimed, metrics={**claimed["metrics"], "test_accuracy": claimed["metrics"]["test_accuracy"] + 0.005})
+    f = verify.compare_rerun(spec, old, fresh, 0.01)
+    assert f.status == verify.OK and f.detail.endswith(
+        f"; claimed with engine 0, re-trained with engine {claimed['versions']['engine']}: its numbers changed"
+        " at the rounding level in between, so expect a seed-noise difference")
+    assert "engine" not in verify.compare_rerun(spec, claimed, fresh, 0.01).detail  # same engine: not a word
