@@ -398,6 +398,32 @@ def curve_metrics(history: dict[str, list[float | None]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- training
 
 
+class EpochClock:
+    """Wall seconds of each epoch and since fit began: the timing of both epoch callbacks
+    (this module's and ``fusion``'s)."""
+
+    def __init__(self) -> None:
+        self.epoch_s: list[float] = []
+        self._fit_start = self._epoch_start = time.perf_counter()
+
+    def begin(self) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def end(self) -> tuple[float, float]:
+        """Record the epoch that just ended; (its seconds, seconds since fit began)."""
+        now = time.perf_counter()
+        self.epoch_s.append(now - self._epoch_start)
+        return self.epoch_s[-1], now - self._fit_start
+
+
+def epoch_info(epoch: int, epochs: int, numbers: Mapping[str, Any], timing: tuple[float, float]) -> EpochInfo:
+    """The EpochInfo of 0-based Keras ``epoch`` from its loss, accuracy, val_loss and val_accuracy
+    (missing or non-finite: None) and ``EpochClock.end``'s timing."""
+    return EpochInfo(epoch=epoch + 1, epochs=epochs,
+                     **{key: finite(numbers.get(key)) for key in ("loss", "accuracy", "val_loss", "val_accuracy")},
+                     epoch_s=timing[0], elapsed_s=timing[1])
+
+
 def _epoch_callback(epochs: int, on_epoch: Callable[[EpochInfo], object] | None, log: Log):
     """A Keras callback: epoch timing, progress, and TerminateOnNaN that keeps the history."""
     import keras
@@ -405,28 +431,21 @@ def _epoch_callback(epochs: int, on_epoch: Callable[[EpochInfo], object] | None,
     class EpochWatch(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
-            self.epoch_s: list[float] = []
+            self.clock = EpochClock()
+            self.epoch_s = self.clock.epoch_s
             # Our own copy of the epoch logs: it survives an exception in the middle of fit.
             self.history: dict[str, list] = {}
             self.diverged_epoch: int | None = None
-            self._fit_start = time.perf_counter()
-            self._epoch_start = self._fit_start
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self._epoch_start = time.perf_counter()
+            self.clock.begin()
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            now = time.perf_counter()
-            self.epoch_s.append(now - self._epoch_start)
+            timing = self.clock.end()
             logs = logs or {}
             for key, value in logs.items():
                 self.history.setdefault(key, []).append(value)
-            info = EpochInfo(
-                epoch=epoch + 1, epochs=epochs,
-                loss=finite(logs.get("loss")), accuracy=finite(logs.get("accuracy")),
-                val_loss=finite(logs.get("val_loss")), val_accuracy=finite(logs.get("val_accuracy")),
-                epoch_s=self.epoch_s[-1], elapsed_s=now - self._fit_start,
-            )
+            info = epoch_info(epoch, epochs, logs, timing)
             log(_epoch_line(info))
             if on_epoch is not None:
                 on_epoch(info)

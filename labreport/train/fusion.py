@@ -279,18 +279,16 @@ def _group_callback(specs: Sequence[ExperimentSpec], epochs: int, run_logs: Sequ
     class GroupWatch(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
-            self.epoch_s: list[float] = []
+            self.clock = engine.EpochClock()
+            self.epoch_s = self.clock.epoch_s
             self.history: list[dict[str, list]] = [{} for _ in names]
             self.diverged_epoch: list[int | None] = [None] * len(names)
-            self._fit_start = time.perf_counter()
-            self._epoch_start = self._fit_start
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self._epoch_start = time.perf_counter()
+            self.clock.begin()
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            now = time.perf_counter()
-            self.epoch_s.append(now - self._epoch_start)
+            timing = self.clock.end()
             logs = logs or {}
             for k, name in enumerate(names):
                 if self.diverged_epoch[k] is not None:
@@ -303,12 +301,7 @@ def _group_callback(specs: Sequence[ExperimentSpec], epochs: int, run_logs: Sequ
                        "val_accuracy": logs.get(f"val_{own_key('accuracy')}")}
                 for key, value in own.items():
                     self.history[k].setdefault(key, []).append(value)
-                info = EpochInfo(
-                    epoch=epoch + 1, epochs=epochs,
-                    loss=engine.finite(own["loss"]), accuracy=engine.finite(own["accuracy"]),
-                    val_loss=engine.finite(own["val_loss"]), val_accuracy=engine.finite(own["val_accuracy"]),
-                    epoch_s=self.epoch_s[-1], elapsed_s=now - self._fit_start,
-                )
+                info = engine.epoch_info(epoch, epochs, own, timing)
                 run_logs[k](engine._epoch_line(info))
                 if on_epochs[k] is not None:
                     on_epochs[k](info)
