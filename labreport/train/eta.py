@@ -20,13 +20,16 @@ where ``epoch_s`` comes, in this order, from
 3. for a shape in neither, the cost model below (MACs, conv outputs, steps) times the
    median table/model ratio of its family at that thread count (``MODEL_FACTOR``).
 
-Table and model figures are quiet-machine seconds; they are divided by ``thread_share``:
-the fraction of a core each of our threads can expect, from what a probe thread got at the
-start of the run (the median of five short windows spread over 0.9 s: one window can fall
-on a burst of the other sessions; the 1-minute load average proved a poor guide on the
-shared machine).
-Previous runs' figures are wall
-seconds already and are not scaled. The run's makespan is a list schedule of the tasks
+Table and model figures are CPU seconds of a quiet machine. ``crowding`` turns them into a
+worker's wall seconds: a worker with a core to itself keeps it busy 82 % of the time (it
+waits for Keras' Python loop between graph calls), and more workers than cores share what
+the cores give (``--jobs 3`` on 2 cores: 1.5 threads a core, 92 % busy), both measured on
+full labs. They are then divided by ``thread_share``, the fraction of a core each of our
+threads can expect next to the other sessions, from what a probe thread got at the start of
+the run (the median of five short windows spread over 0.9 s: one window can fall on a burst
+of the other sessions; the 1-minute load average proved a poor guide on the shared
+machine). Previous runs' figures are wall seconds already: not rescaled by the other
+sessions' load, only from the workers per core they ran with to this run's. The run's makespan is a list schedule of the tasks
 (longest first) over the jobs, as the process pool runs them; as experiments finish,
 ``refine`` replaces the estimate of every remaining experiment by its family's measured /
 estimated ratio.
@@ -132,6 +135,18 @@ MODEL_FACTOR: dict[tuple[str, int], float] = {
 FULL_RUN_CORRECTION: dict[str, float] = {"cnn": 0.86}
 # Once per worker process: TensorFlow's import and the data set (CPU seconds, measured).
 WORKER_STARTUP_S = 4.0
+# By the clock an epoch takes longer than its CPU seconds even with a core per worker: between
+# graph calls a worker waits for Keras' Python epoch loop and its data iterator. Measured on
+# the 2-core machine, quiet, the full default lab from a clean clone (2026-11-26):
+#   --jobs 2: 31 min 57 s, 3,153 CPU s: the cores 82 % busy (the first estimate, from the
+#             calibration's CPU seconds, was 25 min 54 s: 1.23x short; 26 min 48 s for the
+#             32 min 58 s of a shared run, the same 1.23x);
+#   --jobs 3: 27 min 30 s, 3,081 CPU s: 92 % busy; each worker's epochs took 1.2-1.5x their
+#             --jobs 2 time, and a third worker filled the gaps (1.16x faster in all).
+# A worker's wall seconds per CPU second are the larger of 1 / WORKER_BUSY (a core each) and
+# our threads per core / CORES_BUSY (more workers than cores share what the cores give).
+WORKER_BUSY = 0.82
+CORES_BUSY = 0.92
 
 
 # --------------------------------------------------------------------------- cost model
@@ -194,6 +209,7 @@ class Measured:
     family: str
     threads: int
     epoch_s: float
+    load: float = 1.0  # our threads per core in that run (workers x threads / cores; 1 if unknown)
 
 
 def history_from_results(results: Iterable[Mapping]) -> list[Measured]:
@@ -209,12 +225,15 @@ def history_from_results(results: Iterable[Mapping]) -> list[Measured]:
             shape = _key(r["params"]["topology"], float(spec.get("dropout") or 0) > 0, int(spec["batch_size"]))
             fam = ("cnn fashion" if spec.get("dataset") == "fashion" else "cnn") if spec.get("conv") else (
                 "mlp hog" if spec.get("hog") else "mlp raw")
-            threads = int(((r.get("host") or {}).get("threads") or {}).get("intra_op") or 0)
+            host = r.get("host") or {}
+            threads = int((host.get("threads") or {}).get("intra_op") or 0)
             engine = (r.get("versions") or {}).get("engine")
             if engine is not None and str(engine) != engine_version_of(conv=bool(spec.get("conv"))):
                 continue  # trained by another engine (e.g. conv before conv2): another speed
             if threads:
-                out.append(Measured(shape, fam, threads, float(r["epoch_s"])))
+                workers, cpus = host.get("workers"), host.get("cpus")
+                load = int(workers) * threads / int(cpus) if workers and cpus else 1.0
+                out.append(Measured(shape, fam, threads, float(r["epoch_s"]), max(1.0, load)))
         except (KeyError, TypeError, ValueError, AttributeError):
             continue  # an old or foreign result: no timing from it
     return out
@@ -268,27 +287,42 @@ def autogroup_weight(text: str) -> float:
     return 1.25 ** -max(-20, min(19, nice))
 
 
+def crowding(load: float) -> float:
+    """Wall seconds of a worker's epoch per CPU second of it, with ``load`` of our threads per
+    core (workers x threads / cores): the gaps of a worker that has a core to itself, or the
+    cores' time divided between more workers than cores (see WORKER_BUSY and CORES_BUSY)."""
+    return max(1.0 / WORKER_BUSY, load / CORES_BUSY)
+
+
 @dataclass(frozen=True)
 class Estimator:
     """Seconds of experiments at ``threads`` intra-op threads per worker, on this machine now."""
 
     threads: int
-    share: float = 1.0  # thread_share(...) at the start of the run
+    share: float = 1.0  # thread_share(...) at the start of the run: what the other sessions leave us
+    load: float = 1.0  # our threads per core (workers x threads / cores): above 1, more workers than cores
     history: tuple[Measured, ...] = ()
     table: Mapping[tuple[str, int], float] = field(default_factory=lambda: EPOCH_S)
 
     def epoch_s(self, spec: ExperimentSpec) -> tuple[float, str]:
         """(wall seconds per full-data epoch, where the figure comes from)."""
         shape, fam = shape_key(spec), family(spec)
-        measured = [m.epoch_s for m in self.history if m.shape == shape and m.threads == self.threads]
+        measured = [self._as_now(m) for m in self.history if m.shape == shape and m.threads == self.threads]
         if measured:
             return statistics.median(measured), "previous runs"
         cpu, source = self._table_or_model(spec, shape, fam)
-        ratios = [m.epoch_s / (t * FULL_RUN_CORRECTION.get(fam, 1.0)) for m in self.history
+        ratios = [self._as_now(m) / (t * FULL_RUN_CORRECTION.get(fam, 1.0)) for m in self.history
                   if m.family == fam and m.threads == self.threads and (t := self.table.get((m.shape, self.threads)))]
         if ratios:  # this machine's previous runs say how fast the family really goes here
             return cpu * statistics.median(ratios), source + " x previous runs of the family"
-        return cpu / self.share, source
+        # CPU seconds (the calibration's) to wall seconds: the workers' gaps, or more workers
+        # than cores; then what the other sessions leave us.
+        return cpu * crowding(self.load) / self.share, source
+
+    def _as_now(self, m: Measured) -> float:
+        """A previous run's wall seconds per epoch at this run's number of workers per core
+        (wall seconds already: not rescaled by the load of the other sessions)."""
+        return m.epoch_s * crowding(self.load) / crowding(m.load)
 
     def _table_or_model(self, spec: ExperimentSpec, shape: str, fam: str) -> tuple[float, str]:
         correction = FULL_RUN_CORRECTION.get(fam, 1.0)
@@ -302,11 +336,11 @@ class Estimator:
         epochs = spec.epochs if epochs is None else epochs
         per_epoch, _ = self.epoch_s(spec)
         overheads = QUICK_OVERHEAD_S if n_train < N_TRAIN else OVERHEAD_S
-        overhead = overheads.get(family(spec), DEFAULT_OVERHEAD_S) / self.share
+        overhead = overheads.get(family(spec), DEFAULT_OVERHEAD_S) / self.share * max(1.0, self.load)
         return overhead + epochs * per_epoch * min(1.0, n_train / N_TRAIN)
 
     def startup_s(self) -> float:
-        return WORKER_STARTUP_S / self.share
+        return WORKER_STARTUP_S / self.share * max(1.0, self.load)
 
 
 # --------------------------------------------------------------------------- schedule
@@ -368,11 +402,15 @@ def for_run(config: LabConfig, build: Path, *, jobs: int, threads: tuple[int, in
     """The estimator of a run: thread count per worker, this machine's share of a core now
     (probed: local workers only), the previous full runs stored in ``build``."""
     intra = threads[0] if threads else 1  # remote workers: their own cores, no local load
-    share = thread_share(*probe_cpu(cores), cores=cores, our_threads=jobs * intra,
+    # The other sessions' load (share) and our own workers' (load) are kept apart: three
+    # workers on two cores are not a busy machine, and previous runs rescale by the latter.
+    share = thread_share(*probe_cpu(cores), cores=cores, our_threads=min(max(1, cores), jobs * intra),
                          weight=session_weight()) if threads else 1.0
+    load = jobs * intra / cores if threads and cores > 0 else 1.0
     results = (store.read_result(build, s.name, False, repeat=r)
                for s in config.experiments for r in range(1, s.repeats + 1))
-    return Estimator(threads=intra, share=share, history=tuple(history_from_results(r for r in results if r)))
+    return Estimator(threads=intra, share=share, load=max(1.0, load),
+                     history=tuple(history_from_results(r for r in results if r)))
 
 
 def session_weight() -> float:

@@ -47,12 +47,12 @@ LOSS_METRIC = "xent"  # each branch's training loss as engine reports it (see _f
 ENV_VAR = "LABREPORT_FUSION"
 # The families where fusion pays, decided from python -m bench.bench_fusion (2 cores, shared,
 # 2026-11-26; K = 3 repeats, wall seconds per epoch of the 3 runs, separate / fused):
-#   --jobs 2 (default), 60,000 images, two rounds: mlp raw 1.04x, 1.11x (whole fits 1.26x,
+#   --jobs 2 (the default then), 60,000 images, two rounds: mlp raw 1.04x, 1.11x (whole fits 1.26x,
 #   1.32x); mlp hog 1.28x, 1.20x (whole fits 1.0x, 1.10x); cnn 1.08x (whole fits 0.68x);
 #   cnn fashion 0.61x (whole fits 0.87x). --jobs 1, 30,000 images: 1.18x, 1.24x, 1.05x, 1.43x.
 # Sweeps at --jobs 2 (K = 2 to 4 different MLPs of one input): 1.22x, 0.91x, 0.91x, 1.44x.
 # The repeats of an MLP gain in every measurement; so the runner fuses those (plan); the
-# CNNs lose at the default --jobs 2 (their whole fits are slower fused) and train one by one.
+# CNNs lose at --jobs 2 (their whole fits are slower fused) and train one by one.
 FUSED_FAMILIES = frozenset({"mlp raw", "mlp hog"})
 # What the estimate expects fusion to save there (runner.fuse_tasks): the HOG family's runs 2-3
 # (16 runs, --jobs 2, quiet machine) took 5m18s fused against 5m54s one by one (1.11x); raw

@@ -815,7 +815,11 @@ class _Sink:
         task = self.tasks[outcome.name]
         store.write_text_atomic(self._log_path(outcome.name), outcome.log)
         # Stored where the driver planned the run, whatever a (remote) worker put in the result.
-        store.write_result(self.build, {**outcome.result, **run_identity(task)}, quick=self.quick)
+        result = {**outcome.result, **run_identity(task)}
+        if task.threads is not None and isinstance(result.get("host"), dict):
+            # Local workers share this machine's cores: how many there were sets an epoch's speed.
+            result["host"] = {**result["host"], "workers": self.jobs}
+        store.write_result(self.build, result, quick=self.quick)
         self.running.discard(outcome.name)
         self.done.add(outcome.name)
         self._record(task, outcome.result)
