@@ -10,6 +10,8 @@ import _thread
 import io
 import json
 import multiprocessing
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -95,6 +97,25 @@ def fake_train(spec, dataset, *, quick=False, quick_cfg=None, cache_key="", log=
 def sleepy_train(spec, dataset, **kwargs):
     """A module-level trainer that takes far longer than any test waits."""
     time.sleep(60)
+    return fake_train(spec, dataset, **kwargs)
+
+
+def killed_train(spec, dataset, **kwargs):
+    """A module-level trainer whose worker the 'out-of-memory killer' takes while it trains cnn-c
+    (the longest: the first to start, next to mlp-a, with mlp-b waiting)."""
+    if spec.name == "cnn-c":
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(1.0)
+    return fake_train(spec, dataset, **kwargs)
+
+
+def crashing_train(spec, dataset, **kwargs):
+    """A module-level trainer whose worker process exits with code 3 while it trains cnn-c."""
+    if spec.name == "cnn-c":
+        time.sleep(0.3)
+        os._exit(3)
+    time.sleep(1.0)
     return fake_train(spec, dataset, **kwargs)
 
 
@@ -406,6 +427,32 @@ def test_worker_processes_run_the_tasks_and_the_driver_writes_the_results(tmp_pa
         assert store.read_result(build, name)["status"] == "ok"
         assert "epoch 2/2" in (store.run_dir(build, name) / "run.log").read_text()
     assert "with 2 job(s)" in out.getvalue()
+
+
+@pytest.mark.parametrize("train, death", [
+    (killed_train, "worker process died: killed by SIGKILL (on Linux most often the out-of-memory killer"),
+    (crashing_train, "worker process died: exit code 3"),
+])
+def test_a_dead_worker_fails_only_its_own_run_and_the_others_go_on(tmp_path, train, death):
+    """Python's pool fails every task it holds when one worker dies (all 3 failed here before):
+    only the dead worker's run fails, saying how it died; the run that was training next to it
+    and the one not started yet train in a new pool (one worker fewer after a SIGKILL)."""
+    build = tmp_path / "build"
+    out = io.StringIO()
+    summary = runner.run(write_lab(tmp_path), build, jobs=2, load_dataset=tiny_dataset, train=train, progress=out)
+    assert summary.names("failed") == ("cnn-c",) and sorted(summary.names("ok")) == ["mlp-a", "mlp-b"]
+    error = store.read_result(build, "cnn-c")["error"]
+    assert error.startswith(death)
+    assert ("the other runs go on with 1 worker" in error) == (train is killed_train)
+    assert death in out.getvalue()
+    for name in ("mlp-a", "mlp-b"):
+        assert store.read_result(build, name)["status"] == "ok"
+        assert "epoch 2/2" in (store.run_dir(build, name) / "run.log").read_text()
+    assert multiprocessing.active_children() == []
+    # the next run retries the failed one alone
+    again = runner.run(write_lab(tmp_path), build, jobs=2, load_dataset=tiny_dataset, train=fake_train,
+                       progress=io.StringIO())
+    assert again.names() == ("cnn-c",) and again.ok
 
 
 def test_ctrl_c_stops_the_worker_processes(tmp_path):

@@ -204,7 +204,7 @@ class Worker:
             lines.append(stamped)
             emit(Event(task.name, "log", stamped))
 
-        emit(Event(task.name, "start"))
+        emit(Event(task.name, "start", os.getpid()))  # the pid: which run a dead worker held
         log(_first_line(task))
         try:
             dataset = self.dataset(task.spec.dataset, task.data_dir)
@@ -239,7 +239,7 @@ class Worker:
 
         logs = [logger(r.name) for r in runs]
         for r, log in zip(runs, logs):
-            emit(Event(r.name, "start"))
+            emit(Event(r.name, "start", os.getpid()))
             log(_first_line(r))
         try:
             dataset = self.dataset(task.spec.dataset, task.data_dir)
@@ -410,35 +410,112 @@ class WorkerContext(multiprocessing.context.SpawnContext):
 
 
 class ProcessPoolExecutor:
-    """Runs tasks in ``jobs`` spawned worker processes, TF threads split between them."""
+    """Runs tasks in ``jobs`` spawned worker processes, TF threads split between them.
+
+    A worker that dies (the out-of-memory killer's SIGKILL, a crash) breaks Python's pool:
+    every task it holds fails at once, also those not started and those training fine on the
+    other workers. Here only the runs of the dead worker fail, saying how it died; the others
+    go on in a new pool, one worker fewer after a SIGKILL (memory is what ran out, most often).
+    """
 
     def __init__(self, jobs: int, *, load_dataset: LoadDataset | None = None, train: Train | None = None,
                  context: WorkerContext | None = None):
         self.context = context or WorkerContext()
+        self.jobs = jobs
+        self._initargs = (load_dataset, train)
         self.events = self.context.Queue()
-        self.pool = futures.ProcessPoolExecutor(
-            max_workers=jobs, mp_context=self.context, initializer=_init_process,
-            initargs=(self.events, load_dataset, train),
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> futures.ProcessPoolExecutor:
+        return futures.ProcessPoolExecutor(
+            max_workers=self.jobs, mp_context=self.context, initializer=_init_process,
+            initargs=(self.events, *self._initargs),
         )
 
     def run(self, tasks: Sequence[Task], emit: Emit) -> Iterator[Outcome]:
-        pending = {self.pool.submit(_run_in_process, t): t for t in tasks}
-        while pending:
-            done, _ = futures.wait(pending, timeout=0.2, return_when=futures.FIRST_COMPLETED)
-            self._drain(emit)
-            for fut in done:
-                task = pending.pop(fut)
-                try:
-                    yield fut.result()
-                except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
-                    error = f"worker process failed: {type(exc).__name__}: {exc}"
-                    yield failed_outcome(task, error)
+        held: dict[str, int] = {}  # run key -> pid of the worker process that started it
+
+        def relay(event: Event) -> None:
+            if event.kind == "start" and isinstance(event.payload, int):
+                held[event.name] = event.payload
+            emit(event)
+
+        todo = list(tasks)
+        while todo:
+            pending = {self.pool.submit(_run_in_process, t): t for t in todo}
+            todo = []
+            broken: list[Task] = []
+            while pending:
+                done, _ = futures.wait(pending, timeout=0.2, return_when=futures.FIRST_COMPLETED)
+                self._drain(relay)
+                for fut in done:
+                    task = pending.pop(fut)
+                    try:
+                        yield fut.result()
+                    except futures.process.BrokenProcessPool:
+                        broken.append(task)
+                    except Exception as exc:  # noqa: BLE001 - one task's failure, the pool is fine
+                        yield failed_outcome(task, f"worker process failed: {type(exc).__name__}: {exc}")
+            if broken:
+                outcomes, todo = self._recover(broken, held)
+                yield from outcomes
+
+    def _recover(self, broken: list[Task], held: dict[str, int]) -> tuple[list[Outcome], list[Task]]:
+        """The pool broke: fail the runs of the worker that died, give the others back to a new
+        pool. Python's pool stops its other workers with SIGTERM, so a dead worker's exit code
+        says which died first; each pass fails at least one task, so the retries end."""
+        self.pool.shutdown(wait=True)  # its thread has stopped and reaped every worker
+        # What the dead pool's workers said last: only which worker started which run counts.
+        self._drain(lambda e: held.__setitem__(e.name, e.payload) if e.kind == "start" and isinstance(e.payload, int)
+                    else None)
+        exits = {p.pid: p.exitcode for p in self.context.created if p.pid is not None and p.exitcode is not None}
+        died = {pid: code for pid, code in exits.items() if code not in (0, -signal.SIGTERM)}
+        culprits = [t for t in broken if any(held.get(r.name) in died for r in t.runs)]
+        if not culprits:  # none died by itself that we can tell: fail those that had started
+            culprits = [t for t in broken if any(r.name in held for r in t.runs)] or broken
+        retry = [t for t in broken if t not in culprits]
+        fewer = bool(retry) and self.jobs > 1 and any(code == -signal.SIGKILL for code in died.values())
+        outcomes = []
+        for task in culprits:
+            code = next((died[held[r.name]] for r in task.runs if held.get(r.name) in died), None)
+            outcomes.append(failed_outcome(task, self._death(code, self.jobs, fewer)))
+        for task in retry:
+            for r in task.runs:
+                held.pop(r.name, None)
+        if retry:
+            if fewer:
+                self.jobs -= 1
+            self.events.close()
+            self.events = self.context.Queue()  # a killed writer can leave the old one's lock held
+            self.pool = self._new_pool()
+        return outcomes, retry
+
+    @staticmethod
+    def _death(code: int | None, jobs: int, fewer: bool) -> str:
+        """What a failed run's error says of its worker's death (one line)."""
+        if code is None:
+            return ("worker process failed: BrokenProcessPool: a worker of the pool died while this run was"
+                    " in progress (which one could not be told)")
+        if code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exit code {code}"
+        if code == -signal.SIGKILL:
+            how += " (on Linux most often the out-of-memory killer: the experiments trained at once needed more" \
+                   " memory than was free" + (f"; fewer at once need less: JOBS={jobs - 1} or --jobs {jobs - 1})"
+                                              if jobs > 1 else ")")
+        if fewer:
+            how += f"; the other runs go on with {jobs - 1} worker{'s' if jobs > 2 else ''}"
+        return f"worker process died: {how}"
 
     def _drain(self, emit: Emit) -> None:
         while True:
             try:
                 event = self.events.get_nowait()
-            except queue.Empty:
+            except (queue.Empty, OSError, ValueError, EOFError):  # closed or half-written: nothing more
                 return
             emit(event)
 
