@@ -20,11 +20,12 @@ the larger of CPU / 2 and 1.35 / 2 of the one-thread epoch (see ``tables``).
 
     python -m bench.calibrate --replay build/runs 0.66 0.80 1.0
     python -m bench.calibrate --replay build/runs --probe 0.66
+    python -m bench.calibrate --replay build/runs --jobs 3 1.0
 
 replays the first figure on the full runs stored in a build folder, at each share of a
-core given (e.g. what the run really got: its CPU seconds over its wall time per worker
-thread), or at the share ``eta.thread_share`` makes of each probe reading, against what
-they took.
+core the other sessions left (1.0 on a quiet machine: the workers' own gaps and their number
+per core are the estimator's ``crowding``, from the workers the results recorded, else 2),
+or at the share ``eta.thread_share`` makes of each probe reading, against what they took.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def tables(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def replay(runs: Path, shares: list[float], jobs: int = 2, config: Path = ROOT / "experiments.toml") -> str:
+def replay(runs: Path, shares: list[float], jobs: int | None = None, config: Path = ROOT / "experiments.toml") -> str:
     """What the first figure would have said for the full runs stored in ``runs`` (a
     ``build/runs`` folder, read only), at each probed share of a core, against what they
     took: the per-experiment estimates, the pool schedule over ``jobs`` and the per-family
@@ -93,15 +94,18 @@ def replay(runs: Path, shares: list[float], jobs: int = 2, config: Path = ROOT /
     order is printed too: it tells the schedule's error apart from the estimates'."""
     lab = loader.load(config)
     took: dict[str, float] = {}
+    workers: list[int] = []
     for path in sorted(runs.glob("*/result.json")):
         r = json.loads(path.read_text())
         if r.get("status") == "ok" and not r.get("quick") and r.get("duration_s"):
             took[r["name"]] = float(r["duration_s"])
+            workers += [int((r.get("host") or {}).get("workers") or 0)] if (r.get("host") or {}).get("workers") else []
     specs = [s for s in lab.experiments if s.name in took]
+    jobs = jobs or (statistics.mode(workers) if workers else 2)
     threads = max(1, 2 // jobs)
-    lines = [f"{len(specs)} stored full runs, {sum(took.values()) / 60:.1f} min of training"]
+    lines = [f"{len(specs)} stored full runs, {sum(took.values()) / 60:.1f} min of training, --jobs {jobs}"]
     for share in shares:
-        est = eta.Estimator(threads=threads, share=share)
+        est = eta.Estimator(threads=threads, share=share, load=max(1.0, jobs * threads / 2))
         seconds = {s.name: est.seconds(s) for s in specs}
         order = sorted(specs, key=lambda s: -seconds[s.name])
         first = est.startup_s() + eta.makespan([seconds[s.name] for s in order], jobs)
@@ -123,11 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--table"]:
         print(tables([Path(a) for a in argv[1:]]))
         return 0
-    if argv[:1] == ["--replay"]:  # --replay RUNS_DIR [--probe] SHARE [SHARE ...]
-        values = [float(a) for a in argv[2:] if a != "--probe"] or [1.0]
-        if "--probe" in argv:  # probe readings: the share each of two workers is then given
+    if argv[:1] == ["--replay"]:  # --replay RUNS_DIR [--jobs N] [--probe] SHARE [SHARE ...]
+        rest = argv[2:]
+        jobs = None
+        if "--jobs" in rest:  # results stored before they recorded their workers
+            i = rest.index("--jobs")
+            jobs, rest = int(rest[i + 1]), rest[:i] + rest[i + 2:]
+        values = [float(a) for a in rest if a != "--probe"] or [1.0]
+        if "--probe" in rest:  # probe readings: the share each of two workers is then given
             values = [eta.thread_share(p, 0.0, cores=2, our_threads=2) for p in values]
-        print(replay(Path(argv[1]), values))
+        print(replay(Path(argv[1]), values, jobs))
         return 0
     ap = argparse.ArgumentParser(prog="python -m bench.calibrate", description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, required=True)
