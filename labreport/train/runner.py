@@ -409,6 +409,12 @@ class WorkerContext(multiprocessing.context.SpawnContext):
         return process
 
 
+def _note_start(held: dict[str, int], event: Event) -> None:
+    """Record which worker process (the start event's pid) started which run."""
+    if event.kind == "start" and isinstance(event.payload, int):
+        held[event.name] = event.payload
+
+
 class ProcessPoolExecutor:
     """Runs tasks in ``jobs`` spawned worker processes, TF threads split between them.
 
@@ -427,6 +433,7 @@ class ProcessPoolExecutor:
         self.pool = self._new_pool()
 
     def _new_pool(self) -> futures.ProcessPoolExecutor:
+        self._pool_start = len(self.context.created)  # the workers this pool creates come after
         return futures.ProcessPoolExecutor(
             max_workers=self.jobs, mp_context=self.context, initializer=_init_process,
             initargs=(self.events, *self._initargs),
@@ -436,8 +443,7 @@ class ProcessPoolExecutor:
         held: dict[str, int] = {}  # run key -> pid of the worker process that started it
 
         def relay(event: Event) -> None:
-            if event.kind == "start" and isinstance(event.payload, int):
-                held[event.name] = event.payload
+            _note_start(held, event)
             emit(event)
 
         todo = list(tasks)
@@ -466,9 +472,9 @@ class ProcessPoolExecutor:
         says which died first; each pass fails at least one task, so the retries end."""
         self.pool.shutdown(wait=True)  # its thread has stopped and reaped every worker
         # What the dead pool's workers said last: only which worker started which run counts.
-        self._drain(lambda e: held.__setitem__(e.name, e.payload) if e.kind == "start" and isinstance(e.payload, int)
-                    else None)
-        exits = {p.pid: p.exitcode for p in self.context.created if p.pid is not None and p.exitcode is not None}
+        self._drain(lambda event: _note_start(held, event))
+        exits = {p.pid: p.exitcode for p in self.context.created[self._pool_start:]  # this pool's, not earlier ones'
+                 if p.pid is not None and p.exitcode is not None}
         died = {pid: code for pid, code in exits.items() if code not in (0, -signal.SIGTERM)}
         culprits = [t for t in broken if any(held.get(r.name) in died for r in t.runs)]
         if not culprits:  # none died by itself that we can tell: fail those that had started
