@@ -318,7 +318,7 @@ def bench_flops(peaks: Peaks, jobs: int = 3) -> float:
           f" at the FMA peak ({fma:.0f} GFLOP/s): {total / (fma * 1e9) / 60:.1f} min")
     for n in sorted({2, 3, jobs}):  # --jobs 3: a worker more than the 2 cores (the Makefile's default)
         intra = max(1, threads // n)
-        est = eta_mod.Estimator(threads=intra, load=max(1.0, n * intra / threads))
+        est = eta_mod.Estimator(threads=intra, load=eta_mod.load_of(n, intra, threads))
         tasks = sorted((est.seconds(s) for s in lab.experiments), reverse=True)
         eta_s = est.startup_s() + eta_mod.makespan(tasks, n)
         print(f"calibrated estimate of a clean `make report` (--jobs {n}, quiet machine): {eta_s / 60:.1f} min"

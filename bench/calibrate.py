@@ -99,13 +99,14 @@ def replay(runs: Path, shares: list[float], jobs: int | None = None, config: Pat
         r = json.loads(path.read_text())
         if r.get("status") == "ok" and not r.get("quick") and r.get("duration_s"):
             took[r["name"]] = float(r["duration_s"])
-            workers += [int((r.get("host") or {}).get("workers") or 0)] if (r.get("host") or {}).get("workers") else []
+            if n := (r.get("host") or {}).get("workers"):
+                workers.append(int(n))
     specs = [s for s in lab.experiments if s.name in took]
     jobs = jobs or (statistics.mode(workers) if workers else 2)
     threads = max(1, 2 // jobs)
     lines = [f"{len(specs)} stored full runs, {sum(took.values()) / 60:.1f} min of training, --jobs {jobs}"]
     for share in shares:
-        est = eta.Estimator(threads=threads, share=share, load=max(1.0, jobs * threads / 2))
+        est = eta.Estimator(threads=threads, share=share, load=eta.load_of(jobs, threads, 2))
         seconds = {s.name: est.seconds(s) for s in specs}
         order = sorted(specs, key=lambda s: -seconds[s.name])
         first = est.startup_s() + eta.makespan([seconds[s.name] for s in order], jobs)

@@ -29,10 +29,10 @@ threads can expect next to the other sessions, from what a probe thread got at t
 the run (the median of five short windows spread over 0.9 s: one window can fall on a burst
 of the other sessions; the 1-minute load average proved a poor guide on the shared
 machine). Previous runs' figures are wall seconds already: not rescaled by the other
-sessions' load, only from the workers per core they ran with to this run's. The run's makespan is a list schedule of the tasks
-(longest first) over the jobs, as the process pool runs them; as experiments finish,
-``refine`` replaces the estimate of every remaining experiment by its family's measured /
-estimated ratio.
+sessions' load, only from the workers per core they ran with to this run's. The run's
+makespan is a list schedule of the tasks (longest first) over the jobs, as the process pool
+runs them; as experiments finish, ``refine`` replaces the estimate of every remaining
+experiment by its family's measured / estimated ratio.
 """
 
 from __future__ import annotations
@@ -232,8 +232,8 @@ def history_from_results(results: Iterable[Mapping]) -> list[Measured]:
                 continue  # trained by another engine (e.g. conv before conv2): another speed
             if threads:
                 workers, cpus = host.get("workers"), host.get("cpus")
-                load = int(workers) * threads / int(cpus) if workers and cpus else 1.0
-                out.append(Measured(shape, fam, threads, float(r["epoch_s"]), max(1.0, load)))
+                load = load_of(int(workers), threads, int(cpus)) if workers and cpus else 1.0
+                out.append(Measured(shape, fam, threads, float(r["epoch_s"]), load))
         except (KeyError, TypeError, ValueError, AttributeError):
             continue  # an old or foreign result: no timing from it
     return out
@@ -285,6 +285,11 @@ def autogroup_weight(text: str) -> float:
     except (IndexError, ValueError):
         return 1.0
     return 1.25 ** -max(-20, min(19, nice))
+
+
+def load_of(workers: int, threads: int, cores: int) -> float:
+    """Our threads per core (at least 1): what ``crowding`` and ``Estimator.load`` take."""
+    return max(1.0, workers * threads / cores) if cores > 0 else 1.0
 
 
 def crowding(load: float) -> float:
@@ -406,10 +411,10 @@ def for_run(config: LabConfig, build: Path, *, jobs: int, threads: tuple[int, in
     # workers on two cores are not a busy machine, and previous runs rescale by the latter.
     share = thread_share(*probe_cpu(cores), cores=cores, our_threads=min(max(1, cores), jobs * intra),
                          weight=session_weight()) if threads else 1.0
-    load = jobs * intra / cores if threads and cores > 0 else 1.0
+    load = load_of(jobs, intra, cores) if threads else 1.0
     results = (store.read_result(build, s.name, False, repeat=r)
                for s in config.experiments for r in range(1, s.repeats + 1))
-    return Estimator(threads=intra, share=share, load=max(1.0, load),
+    return Estimator(threads=intra, share=share, load=load,
                      history=tuple(history_from_results(r for r in results if r)))
 
 
