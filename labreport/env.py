@@ -45,6 +45,8 @@ VARIABLES = {v.name: v for v in (
     Variable("LABREPORT_QUICK_TEST", "int", "test images of --quick runs", 1, 10_000),
     Variable("LABREPORT_FUSION", "flag", "train runs that can share one Keras model fused where it pays"
              " (default on; 0 = one by one)"),
+    Variable("LABREPORT_MEMORY_GB", "int", "memory (GB) the runs trained at once may hold together"
+             " (default: 90% of what is free when the run starts; 0 = no limit)", 0, 1_000_000),
     Variable("LABREPORT_MAX_EXPERIMENTS", "int", "runs a config may declare (experiments x repeats, sweeps included)"
              " (default 1,000)", 1, 1_000_000),
 )}

@@ -10,6 +10,7 @@ import _thread
 import io
 import json
 import multiprocessing
+import multiprocessing.queues
 import os
 import signal
 import subprocess
@@ -453,6 +454,42 @@ def test_a_dead_worker_fails_only_its_own_run_and_the_others_go_on(tmp_path, tra
     again = runner.run(write_lab(tmp_path), build, jobs=2, load_dataset=tiny_dataset, train=fake_train,
                        progress=io.StringIO())
     assert again.names() == ("cnn-c",) and again.ok
+
+
+class _DeadPool:
+    """What _recover sees of a pool that broke: its workers' pids and exit codes, no events."""
+
+    def __init__(self, exits: dict[int, int]):
+        self.created = [type("P", (), {"pid": pid, "exitcode": code})() for pid, code in exits.items()]
+
+    def Queue(self):  # noqa: N802 - multiprocessing's name
+        return _NoEvents()
+
+
+class _NoEvents:
+    def get_nowait(self):
+        raise multiprocessing.queues.Empty
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_a_dead_worker_whose_start_event_was_lost_still_fails_its_own_run(tmp_path, known):
+    """A worker killed right after it took a run may die before its 'start' event (with its pid)
+    reaches the driver. The run that no SIGTERMed worker held is the dead one's: before, the run
+    training next to it (the only one known to have started) failed in its place."""
+    lab = write_lab(tmp_path)
+    tasks = {t.name: t for t in runner.make_tasks(lab.experiments, tmp_path / "build", quick=False, quick_cfg=None)}
+    executor = runner.ProcessPoolExecutor.__new__(runner.ProcessPoolExecutor)
+    executor.context, executor._pool_start, executor.jobs = _DeadPool({101: -signal.SIGKILL, 102: -signal.SIGTERM}), 0, 2
+    executor.pool, executor.events = type("Pool", (), {"shutdown": lambda self, wait: None})(), _NoEvents()
+    executor._new_pool = lambda: "a new pool"
+    held = {"mlp-a": 102, **({"cnn-c": 101} if known else {})}
+    outcomes, retry = executor._recover([tasks["cnn-c"], tasks["mlp-a"]], held)
+    assert [o.name for o in outcomes] == ["cnn-c"] and [t.name for t in retry] == ["mlp-a"]
+    assert outcomes[0].result["error"].startswith("worker process died: killed by SIGKILL")
+    assert executor.jobs == 1 and executor.pool == "a new pool"
 
 
 def test_ctrl_c_stops_the_worker_processes(tmp_path):

@@ -351,18 +351,45 @@ class Estimator:
 # --------------------------------------------------------------------------- schedule
 
 
-def makespan(durations_s: Sequence[float], jobs: int, busy_s: Sequence[float] = ()) -> float:
+def makespan(durations_s: Sequence[float], jobs: int, busy_s: Sequence[float] = (), *,
+             sizes: Sequence[int] = (), busy_sizes: Sequence[int] = (), admission=None) -> float:
     """Wall time of running ``durations_s`` in this order on ``jobs`` workers, each task going
-    to the first free worker (a process pool); ``busy_s``: seconds left on workers already busy."""
+    to the first free worker (a process pool); ``busy_s``: seconds left on workers already busy.
+
+    With ``admission`` (``memory.Admission``) and the tasks' memory ``sizes`` (``busy_sizes``
+    of the busy ones), a task starts only when the rule lets it, as the runner's pool does:
+    a big one waits for memory, and a smaller one behind it may go first."""
     jobs = max(1, jobs)
-    free = sorted([max(0.0, b) for b in busy_s][:jobs] + [0.0] * max(0, jobs - len(busy_s)))
-    heapq.heapify(free)
-    end = max(free) if free else 0.0
-    for d in durations_s:
-        t = heapq.heappop(free) + max(0.0, d)
-        end = max(end, t)
-        heapq.heappush(free, t)
-    return end
+    if admission is None or admission.budget is None:
+        free = sorted([max(0.0, b) for b in busy_s][:jobs] + [0.0] * max(0, jobs - len(busy_s)))
+        heapq.heapify(free)
+        end = max(free) if free else 0.0
+        for d in durations_s:
+            t = heapq.heappop(free) + max(0.0, d)
+            end = max(end, t)
+            heapq.heappush(free, t)
+        return end
+    # Each simulated worker: when it is free, and the largest run it trained (what it holds).
+    ends = [max(0.0, b) for b in busy_s][:jobs]
+    holds = list(busy_sizes or [0] * len(ends))[: len(ends)]
+    workers = [[e, h] for e, h in zip(ends, holds)] + [[0.0, 0] for _ in range(jobs - len(ends))]
+    waiting = [(max(0.0, d), size) for d, size in zip(durations_s, sizes or [0] * len(durations_s))]
+    now = 0.0
+    while waiting:
+        while True:
+            if admission.recycle:  # a finished run's worker process ends: a new one holds nothing
+                for w in workers:
+                    w[1] = w[1] if w[0] > now else 0
+            idle = sorted((w for w in workers if w[0] <= now), key=lambda w: w[1])
+            i = admission.pick([w[1] for w in waiting], sum(w[1] for w in workers), idle[0][1] if idle else 0,
+                               len(workers) - len(idle))
+            if i is None:
+                break
+            d, size = waiting.pop(i)
+            idle[0][0], idle[0][1] = now + d, max(idle[0][1], size)  # on the idle worker holding least
+        if waiting:  # the next start waits for the next end
+            now = min(w[0] for w in workers if w[0] > now)
+    return max([now] + [w[0] for w in workers])
 
 
 def epochs_left_s(elapsed_s: float, epoch: int, epochs: int, first_epoch_s: float | None = None) -> float:

@@ -39,6 +39,7 @@ from labreport.train import datasets
 from labreport.train import engine
 from labreport.train import eta
 from labreport.train import fusion
+from labreport.train import memory
 from labreport.results import staleness, store
 from labreport.results.layout import BuildLayout
 from labreport.train.engine import EpochInfo, QuickConfig, engine_version
@@ -113,6 +114,7 @@ class Task:
     features_dir: str
     estimate_s: float = 0.0
     threads: tuple[int, int] | None = None  # (intra-op, inter-op) for TF in the worker
+    memory_bytes: int = 0  # estimated peak of the worker training it (memory.run_bytes; 0: not counted)
     # The other runs trained with this one as one fused Keras model (fuse_tasks; their
     # outcomes come back in this task's Outcome.more).
     fused: tuple[Task, ...] = ()
@@ -206,6 +208,7 @@ class Worker:
 
         emit(Event(task.name, "start", os.getpid()))  # the pid: which run a dead worker held
         log(_first_line(task))
+        memory.reset_peak()
         try:
             dataset = self.dataset(task.spec.dataset, task.data_dir)
             result = self.train(
@@ -219,6 +222,7 @@ class Worker:
             result = failed_result(task, f"{type(exc).__name__}: {exc}")
         # The runner, not the trainer, owns the identity of what is stored.
         result.update(run_identity(task), quick=task.quick, cache_key=task.cache_key)
+        _record_peak(result, memory.peak_mb())
         result = finite_result(result)
         return Outcome(task.name, result, "\n".join(lines) + "\n")
 
@@ -241,6 +245,7 @@ class Worker:
         for r, log in zip(runs, logs):
             emit(Event(r.name, "start", os.getpid()))
             log(_first_line(r))
+        memory.reset_peak()
         try:
             dataset = self.dataset(task.spec.dataset, task.data_dir)
             results = self.train_group(
@@ -254,10 +259,19 @@ class Worker:
                 log(traceback.format_exc().rstrip())
             results = [failed_result(r, f"{type(exc).__name__}: {exc}") for r in runs]
         outcomes = []
+        peak = memory.peak_mb()
         for r, result in zip(runs, results):
             result.update(run_identity(r), quick=r.quick, cache_key=r.cache_key)
+            _record_peak(result, peak)
             outcomes.append(Outcome(r.name, finite_result(result), "\n".join(lines[r.name]) + "\n"))
         return replace(outcomes[0], more=tuple(outcomes[1:]))
+
+
+def _record_peak(result: dict, peak_mb: int | None) -> None:
+    """The worker's peak memory while it trained the run (a fused group: the group's), in
+    ``host``: what calibrates memory.run_bytes next time (None off Linux: not recorded)."""
+    if peak_mb is not None and isinstance(result.get("host"), dict):
+        result["host"] = {**result["host"], "peak_memory_mb": peak_mb}
 
 
 def _first_line(task: Task) -> str:
@@ -272,7 +286,8 @@ def fuse_tasks(tasks: Sequence[Task], jobs: int) -> list[Task]:
     A group's estimate is the sum of its runs' over the measured gain (fusion.FUSED_SPEEDUP);
     the tasks stay longest first."""
     units = fusion.plan(list(tasks), lambda t: t.spec, jobs)
-    fused = [replace(u[0], fused=tuple(u[1:]), estimate_s=sum(t.estimate_s for t in u) / fusion.FUSED_SPEEDUP)
+    fused = [replace(u[0], fused=tuple(u[1:]), estimate_s=sum(t.estimate_s for t in u) / fusion.FUSED_SPEEDUP,
+                     memory_bytes=memory.run_bytes([t.spec for t in u], u[0].quick_cfg))
              if len(u) > 1 else u[0] for u in units]
     return sorted(fused, key=lambda t: -t.estimate_s)
 
@@ -425,9 +440,14 @@ class ProcessPoolExecutor:
     """
 
     def __init__(self, jobs: int, *, load_dataset: LoadDataset | None = None, train: Train | None = None,
-                 context: WorkerContext | None = None):
+                 context: WorkerContext | None = None, memory_budget: int | None = None, recycle: bool = False):
         self.context = context or WorkerContext()
         self.jobs = jobs
+        self.memory_budget = memory_budget  # bytes the running tasks may hold together (None: no limit)
+        # A new worker process for every task: TensorFlow keeps the memory of a process's largest
+        # run until the process ends (memory.Admission), so where memory is short, each run
+        # gives it back (the price: each run imports TensorFlow and loads its data anew).
+        self.recycle = recycle
         self._initargs = (load_dataset, train)
         self.events = self.context.Queue()
         self.pool = self._new_pool()
@@ -436,7 +456,7 @@ class ProcessPoolExecutor:
         self._pool_start = len(self.context.created)  # the workers this pool creates come after
         return futures.ProcessPoolExecutor(
             max_workers=self.jobs, mp_context=self.context, initializer=_init_process,
-            initargs=(self.events, *self._initargs),
+            initargs=(self.events, *self._initargs), max_tasks_per_child=1 if self.recycle else None,
         )
 
     def run(self, tasks: Sequence[Task], emit: Emit) -> Iterator[Outcome]:
@@ -448,10 +468,13 @@ class ProcessPoolExecutor:
 
         todo = list(tasks)
         while todo:
-            pending = {self.pool.submit(_run_in_process, t): t for t in todo}
-            todo = []
+            pending: dict[futures.Future, Task] = {}
             broken: list[Task] = []
-            while pending:
+            while todo or pending:
+                if not broken and not self._admit(todo, pending, held) and not pending:
+                    break  # the pool broke before any of this pass's tasks started
+                if not pending:
+                    break
                 done, _ = futures.wait(pending, timeout=0.2, return_when=futures.FIRST_COMPLETED)
                 self._drain(relay)
                 for fut in done:
@@ -459,14 +482,53 @@ class ProcessPoolExecutor:
                     try:
                         yield fut.result()
                     except futures.process.BrokenProcessPool:
-                        broken.append(task)
+                        broken.append(task)  # no new task goes to a broken pool: the others end too
                     except Exception as exc:  # noqa: BLE001 - one task's failure, the pool is fine
                         yield failed_outcome(task, f"worker process failed: {type(exc).__name__}: {exc}")
             if broken:
-                outcomes, todo = self._recover(broken, held)
+                outcomes, retry = self._recover(broken, held, waiting=len(todo))
+                todo = retry + todo
                 yield from outcomes
+            elif todo:  # broken with nothing of ours in it: a new pool for the rest
+                self.pool.shutdown(wait=True)
+                self.pool = self._new_pool()
 
-    def _recover(self, broken: list[Task], held: dict[str, int]) -> tuple[list[Outcome], list[Task]]:
+    def _admit(self, todo: list[Task], pending: dict[futures.Future, Task], held_by: dict[str, int]) -> bool:
+        """Start waiting tasks (``todo``, in order) while a worker is free and memory allows
+        (``memory.Admission``, with what each worker process holds now: at most ``jobs`` at
+        once, so none waits inside the pool and a big one can wait for memory). False if the
+        pool is broken (the task stays waiting)."""
+        admission = memory.Admission(self.memory_budget, self.jobs)
+        while True:
+            held, lightest = self._holdings(pending, held_by) if self.memory_budget is not None else (0, 0)
+            i = admission.pick([t.memory_bytes for t in todo], held, lightest, len(pending))
+            if i is None:
+                return True
+            try:
+                fut = self.pool.submit(_run_in_process, todo[i])
+            except futures.process.BrokenProcessPool:
+                return False
+            pending[fut] = todo.pop(i)
+
+    def _holdings(self, pending: dict[futures.Future, Task], held_by: dict[str, int]) -> tuple[int, int]:
+        """(bytes the workers hold: each one's resident memory, plus what each running task may
+        still add to reach its estimate (all of it while its worker is not known yet); the
+        resident bytes of the lightest worker that could take a new task, 0 while the pool
+        has a worker still to start)."""
+        rss = {p.pid: memory.resident_bytes(p.pid) for p in self.context.created[self._pool_start:]
+               if p.pid is not None and p.exitcode is None}
+        busy, to_come = set(), 0
+        for task in pending.values():
+            pid = held_by.get(task.name)
+            if pid in rss:
+                busy.add(pid)
+                to_come += max(0, task.memory_bytes - rss[pid])
+            else:
+                to_come += task.memory_bytes
+        free = [b for pid, b in rss.items() if pid not in busy] + ([0] if len(rss) < self.jobs else [])
+        return sum(rss.values()) + to_come, min(free, default=0)
+
+    def _recover(self, broken: list[Task], held: dict[str, int], waiting: int = 0) -> tuple[list[Outcome], list[Task]]:
         """The pool broke: fail the runs of the worker that died, give the others back to a new
         pool. Python's pool stops its other workers with SIGTERM, so a dead worker's exit code
         says which died first; each pass fails at least one task, so the retries end."""
@@ -477,18 +539,24 @@ class ProcessPoolExecutor:
                  if p.pid is not None and p.exitcode is not None}
         died = {pid: code for pid, code in exits.items() if code not in (0, -signal.SIGTERM)}
         culprits = [t for t in broken if any(held.get(r.name) in died for r in t.runs)]
+        if not culprits and died:  # its start event was lost with it: the run no stopped worker held
+            stopped = {pid for pid, code in exits.items() if pid not in died}
+            unheld = [t for t in broken if not any(held.get(r.name) in stopped for r in t.runs)]
+            culprits = unheld if len(unheld) == 1 else []
         if not culprits:  # none died by itself that we can tell: fail those that had started
             culprits = [t for t in broken if any(r.name in held for r in t.runs)] or broken
         retry = [t for t in broken if t not in culprits]
-        fewer = bool(retry) and self.jobs > 1 and any(code == -signal.SIGKILL for code in died.values())
+        more = bool(retry) or waiting > 0  # runs left: in the broken pool, or not submitted yet
+        fewer = more and self.jobs > 1 and any(code == -signal.SIGKILL for code in died.values())
         outcomes = []
         for task in culprits:
-            code = next((died[held[r.name]] for r in task.runs if held.get(r.name) in died), None)
+            code = next((died[held[r.name]] for r in task.runs if held.get(r.name) in died),
+                        next(iter(died.values())) if len(died) == 1 else None)
             outcomes.append(failed_outcome(task, self._death(code, self.jobs, fewer)))
         for task in retry:
             for r in task.runs:
                 held.pop(r.name, None)
-        if retry:
+        if more:
             if fewer:
                 self.jobs -= 1
             self.events.close()
@@ -706,7 +774,8 @@ def make_tasks(specs: Sequence[ExperimentSpec], build: Path, *, quick: bool,
     return [
         Task(spec=s, index=i, total=len(costed), quick=quick, quick_cfg=quick_cfg,
              cache_key=cache_key(s, quick=quick, quick_cfg=quick_cfg), data_dir=data_dir,
-             features_dir=features_dir, estimate_s=cost, threads=threads)
+             features_dir=features_dir, estimate_s=cost, threads=threads,
+             memory_bytes=memory.run_bytes(s, quick_cfg))
         for i, (cost, s) in enumerate(costed, 1)
     ]
 
@@ -769,11 +838,17 @@ def run(
         preloaded = {}
         if executor is None:  # a remote executor's workers load from their own build/data
             preloaded = preload_data(tasks, load_dataset or datasets.load)
+        # Local workers share this machine's memory: a run starts when it fits (memory.Admission).
+        budget = memory.budget() if executor is None else memory.Budget(None, "remote")
+        admission = memory.Admission(budget.bytes if jobs > 1 else None, jobs)
+        admission = replace(admission, recycle=admission.limits([t.memory_bytes for t in tasks]))
         runs = [r for t in tasks for r in t.runs]
         of = f" of {len({r.spec.name for r in runs})} experiment(s)" if unit == "run(s)" else ""
         reporter.message(f"running {len(runs)} {unit}{of}{' (quick)' if quick else ''} with "
-                         f"{jobs} job(s), estimated {fmt_duration(_first_estimate(tasks, jobs, estimator))}"
+                         f"{jobs} job(s), estimated {fmt_duration(_first_estimate(tasks, admission, estimator))}"
                          + _load_note(estimator) + _fused_note(tasks))
+        for line in _memory_notes(tasks, admission, budget):
+            reporter.message(line)
         if executor is None:
             if jobs == 1:
                 worker = Worker(load_dataset, train)
@@ -781,8 +856,10 @@ def run(
                 executor = InProcessExecutor(worker)
             else:  # the workers read the verified cache again; the driver need not hold the arrays
                 preloaded.clear()
-                executor = ProcessPoolExecutor(jobs, load_dataset=load_dataset, train=train)
-        sink = _Sink(build, quick, {r.name: r for t in tasks for r in t.runs}, reporter, jobs, unit=unit)
+                executor = ProcessPoolExecutor(jobs, load_dataset=load_dataset, train=train,
+                                               memory_budget=admission.budget, recycle=admission.recycle)
+        sink = _Sink(build, quick, {r.name: r for t in tasks for r in t.runs}, reporter, jobs, unit=unit,
+                     admission=admission)
         summary = _execute(executor, tasks, sink, n_skipped, start)
         problems = ", ".join(f"{n} {what}" for n, what in ((summary.failed, "failed"),
                                                             (summary.diverged, "diverged")) if n)
@@ -809,8 +886,24 @@ def preload_data(tasks: Sequence[Task], load_dataset: LoadDataset) -> dict[tuple
     return loaded
 
 
-def _first_estimate(tasks: Sequence[Task], jobs: int, estimator: eta.Estimator) -> float:
-    return estimator.startup_s() + eta.makespan([t.estimate_s for t in tasks], jobs)
+def _first_estimate(tasks: Sequence[Task], admission: memory.Admission, estimator: eta.Estimator) -> float:
+    restart = estimator.startup_s() if admission.recycle else 0.0  # each run in a new worker process
+    return estimator.startup_s() + eta.makespan([t.estimate_s + restart for t in tasks], admission.jobs,
+                                                sizes=[t.memory_bytes for t in tasks], admission=admission)
+
+
+def _memory_notes(tasks: Sequence[Task], admission: memory.Admission, budget: memory.Budget) -> list[str]:
+    """What the run says of memory: that it limits how many train at once, or that a run alone
+    may need more than is free."""
+    sizes = {t.name if not t.fused else f"{t.name} (fused with {len(t.fused)} more)": t.memory_bytes for t in tasks}
+    lines = [memory.note(admission, sizes, budget.source)] if admission.budget is not None else []
+    if budget.bytes is not None and sizes:
+        name, need = max(sizes.items(), key=lambda kv: kv[1])
+        if need > budget.bytes:
+            lines.append(f"memory: {name} needs about {memory.fmt_gb(need)} and {memory.fmt_gb(budget.bytes)}"
+                         f" {'is free' if budget.source == 'free memory' else f'is set by {memory.ENV_VAR}'}:"
+                         " it trains alone and may still be killed for memory (close other programs)")
+    return [line for line in lines if line]
 
 
 def _load_note(estimator: eta.Estimator) -> str:
@@ -852,8 +945,9 @@ class _Sink:
     """The driver side: writes run.log live and each outcome's files; prints progress."""
 
     def __init__(self, build: Path, quick: bool, tasks: dict[str, Task], reporter: Progress, jobs: int, *,
-                 unit: str = "experiment(s)"):
+                 unit: str = "experiment(s)", admission: memory.Admission | None = None):
         self.build, self.quick, self.tasks, self.reporter, self.jobs = build, quick, tasks, reporter, jobs
+        self.admission = admission  # the pool's memory rule: the time left plans with it too
         self.unit = unit  # what the messages count: experiment(s), or run(s) with repeats
         self.running: set[str] = set()
         self.done: set[str] = set()
@@ -937,10 +1031,12 @@ class _Sink:
         estimates = eta.refine({t.name: t.estimate_s for t in self.tasks.values()},
                                {t.name: eta.family(t.spec) for t in self.tasks.values()}, measured)
         left = [t for t in self.tasks.values() if t.name not in self.done]
-        busy = [own_left.get(t.name, estimates[t.name] - (now - self.started.get(t.name, now)))
-                for t in left if t.name in self.running]
-        pending = [estimates[t.name] for t in left if t.name not in self.running]
-        return fmt_duration(eta.makespan(pending, self.jobs, busy))
+        running = [t for t in left if t.name in self.running]
+        busy = [own_left.get(t.name, estimates[t.name] - (now - self.started.get(t.name, now))) for t in running]
+        waiting = [t for t in left if t.name not in self.running]
+        return fmt_duration(eta.makespan([estimates[t.name] for t in waiting], self.jobs, busy,
+                                         sizes=[t.memory_bytes for t in waiting],
+                                         busy_sizes=[t.memory_bytes for t in running], admission=self.admission))
 
     def interrupted(self) -> None:
         for name in self.running - self.done:

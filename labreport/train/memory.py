@@ -1,0 +1,246 @@
+"""How much memory a run needs, how much this machine has free, and which runs may train at once.
+
+``make report`` trains three runs at once on two cores (``JOBS=3``). The Fashion CNNs hold
+gigabytes each: their feature maps at batch 8,192-16,382. The three started together on the
+full lab (fashion-conv64-100, fashion-relu-25, fashion-tanh-25) held about 12 GB; on a laptop
+with 8 or 16 GB the out-of-memory killer would take one of them (the runner recovers, but
+that run fails until the next ``make report``). So the process pool starts a run only when its
+estimate fits in what was free when the run began, next to the runs already training
+(:class:`Admission`), and the first time figure simulates the same rule (``eta.makespan``).
+
+The estimate (:func:`run_bytes`) is a worker's base (TensorFlow, Keras, the data sets and
+their float copies) plus a multiple of the activations of one batch: the floats every layer
+outputs per sample (``param_counts.breakdown``: the report's own layer table) times the larger
+of the training and the validation batch, times 4 bytes. Measured peaks (VmHWM of a process
+training 2 epochs on the full data set, 1 thread, TensorFlow 2.21, 2026-11-26), against the
+estimate with the constants below:
+
+    experiment          batch   activations/sample   peak     estimate
+    raw-tanh-300         2,048        1,094          1.29 GB   1.32 GB
+    cnn-relu-25            256 (val 2,048) 12,916    1.41 GB   1.51 GB
+    fashion-conv9-100    4,096       11,478          1.65 GB   1.68 GB
+    fashion-tanh-25     16,382       12,916          2.84 GB   2.99 GB
+    fashion-relu-25     16,382       12,916          2.91 GB   2.99 GB
+    fashion-conv64-100   8,192       76,158          5.61 GB   6.29 GB  (6.05 GB over a full lab's 50 epochs)
+
+(peak - 1.25 GB) / activations was 1.5-2.1 for the CNNs: 2.0 over a base of 1.3 GB keeps every
+estimate above its measure. A fused group holds one base and the activations of every branch. Each stored result
+records the run's own measured peak (``host.peak_memory_mb``, Linux) for the next calibration.
+
+No TensorFlow; reads /proc and the cgroup files only in :func:`available_bytes`,
+:func:`resident_bytes` and the peak helpers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from labreport.config import param_counts
+from labreport.config.spec import ExperimentSpec
+
+GB = 1e9
+BASE_BYTES = int(1.3 * GB)  # a worker training a small model: TensorFlow, Keras, data and its copies
+ACTIVATION_FACTOR = 2.0  # peak bytes over one batch's activation bytes (forward, gradients, workspaces)
+# What is left for the system and the driver: the budget is this share of what was free.
+HEADROOM = 0.9
+ENV_VAR = "LABREPORT_MEMORY_GB"
+
+
+def activations_per_sample(spec: ExperimentSpec) -> int:
+    """Floats every layer of ``spec``'s model outputs for one sample, the input included."""
+    return sum(layer.units for layer in param_counts.breakdown(spec).layers)
+
+
+def _batches(spec: ExperimentSpec, quick_cfg=None) -> int:
+    """The largest batch a run of ``spec`` holds at once: training or validation (engine's)."""
+    from labreport.train.engine import validation_batch  # engine imports TF lazily: cheap
+
+    train, val = spec.batch_size, validation_batch(spec.batch_size)
+    if quick_cfg is not None:  # a batch is never larger than the data it is cut from
+        train, val = min(train, quick_cfg.n_train), min(val, quick_cfg.n_test)
+    return max(train, val)
+
+
+def activation_bytes(spec: ExperimentSpec, quick_cfg=None) -> int:
+    """What a run of ``spec`` holds above a worker's base (see the module docstring)."""
+    return int(ACTIVATION_FACTOR * 4 * activations_per_sample(spec) * _batches(spec, quick_cfg))
+
+
+def run_bytes(specs: ExperimentSpec | Sequence[ExperimentSpec], quick_cfg=None) -> int:
+    """Estimated peak memory of a worker training ``specs`` (one run, or a fused group)."""
+    group = [specs] if isinstance(specs, ExperimentSpec) else list(specs)
+    return BASE_BYTES + sum(activation_bytes(s, quick_cfg) for s in group)
+
+
+def fmt_gb(n_bytes: float) -> str:
+    return f"{n_bytes / GB:.1f} GB"
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+def _meminfo_available(path: Path) -> int | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_available(root: Path) -> int | None:
+    """What this process's cgroup (a container's limit) still leaves, or None without a limit.
+    cgroup v2 (``memory.max``) or v1 (``memory/memory.limit_in_bytes``); the page cache that
+    the kernel gives back (inactive files) is not counted as used."""
+    for limit_file, used_file, inactive_key in (
+        (root / "memory.max", root / "memory.current", "inactive_file"),
+        (root / "memory" / "memory.limit_in_bytes", root / "memory" / "memory.usage_in_bytes", "total_inactive_file"),
+    ):
+        try:
+            limit = limit_file.read_text(encoding="ascii").strip()
+            used = int(used_file.read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or int(limit) >= 2**62:  # v1 writes "no limit" as a huge number
+            return None
+        try:
+            stat = dict(line.split() for line in (used_file.parent / "memory.stat").read_text(encoding="ascii").splitlines())
+            used -= int(stat.get(inactive_key, 0))
+        except (OSError, ValueError):
+            pass
+        return max(0, int(limit) - max(0, used))
+    return None
+
+
+def available_bytes(meminfo: Path = Path("/proc/meminfo"), cgroup_root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Memory this process may still take: the kernel's MemAvailable, or less if a cgroup
+    limit (a container) leaves less; None where neither can be read (not Linux)."""
+    found = [n for n in (_meminfo_available(meminfo), _cgroup_available(cgroup_root)) if n is not None]
+    return min(found) if found else None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The memory the runs of one ``labreport run`` may hold together, and where it comes from."""
+
+    bytes: int | None  # None: no limit (not measurable, or switched off)
+    source: str  # "free memory", "LABREPORT_MEMORY_GB", "unknown", "off"
+
+
+def budget(environ: Mapping[str, str] | None = None,
+           available: Callable[[], int | None] = available_bytes) -> Budget:
+    """``LABREPORT_MEMORY_GB`` if set (0: no limit), else HEADROOM of the memory free now."""
+    from labreport import env as env_vars
+
+    environ = os.environ if environ is None else environ
+    if environ.get(ENV_VAR, "").strip():
+        gb = env_vars.get(ENV_VAR, 0, environ)
+        return Budget(None, "off") if gb == 0 else Budget(int(gb * GB), ENV_VAR)
+    free = available()
+    if free is None:
+        return Budget(None, "unknown")
+    return Budget(int(free * HEADROOM), "free memory")
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Which waiting run may start now: the first, in the runner's order (longest first), whose
+    estimate fits in the budget next to what the workers hold. With nothing running, the first
+    starts whatever it needs (alone it has every chance it gets).
+
+    What a worker holds is not only its current run's: TensorFlow's allocator keeps the memory
+    of the largest run a worker process trained (measured: the worker that trained
+    fashion-conv64-100, 5.5 GB, still held 5.6 GB while it trained fashion-relu-25, 2.9 GB
+    alone). So ``held`` counts every worker's resident memory plus what its running run may
+    still add to reach its estimate; a new run is counted on the worker that could take it
+    holding least (``lightest``: 0 while a worker is still to be started), and one that adds
+    nothing there may start whatever the others hold.
+
+    Where the budget keeps the largest runs apart, ``recycle`` gives each run a new worker
+    process, so that a worker holds only its own run: on an 8 GB budget, the full lab's
+    Fashion and MNIST CNNs trained one at a time after fashion-conv64-100 (its worker kept
+    5.5 GB) and side by side with it.
+
+    Shared by the process pool (``runner.ProcessPoolExecutor``, measured memory) and the time
+    estimate (``eta.makespan``, which tracks each simulated worker's largest run), so that the
+    first figure plans the schedule the runs will have."""
+
+    budget: int | None
+    jobs: int
+    # Each run in a new worker process (the pool's max_tasks_per_child=1): a worker then holds
+    # only its own run. The runner sets it when the budget keeps the largest runs apart.
+    recycle: bool = False
+
+    def pick(self, waiting: Sequence[int], held: int = 0, lightest: int = 0, running: int = 0) -> int | None:
+        """Index into ``waiting`` (bytes of each waiting run, in order) of the run to start, or
+        None: every worker busy (``running`` = jobs), or nothing fits until a running run ends."""
+        if not waiting or running >= self.jobs:
+            return None
+        if not running or self.budget is None:
+            return 0
+        for i, need in enumerate(waiting):
+            grows = max(0, need - lightest)
+            if grows == 0 or held + grows <= self.budget:
+                return i
+        return None
+
+    def limits(self, sizes: Sequence[int]) -> bool:
+        """Whether the budget keeps the ``jobs`` largest of ``sizes`` from training together."""
+        if self.budget is None or len(sizes) < 2:
+            return False
+        return sum(sorted(sizes, reverse=True)[: self.jobs]) > self.budget
+
+
+def note(admission: Admission, sizes: Mapping[str, int], source: str) -> str:
+    """The line the run prints when memory limits how many runs train at once ('' if not)."""
+    if not admission.limits(list(sizes.values())):
+        return ""
+    name, biggest = max(sizes.items(), key=lambda kv: kv[1])
+    where = "free now" if source == "free memory" else f"set by {ENV_VAR}"
+    gb_needed = math.ceil(sum(sorted(sizes.values(), reverse=True)[: admission.jobs]) / GB)
+    return (f"memory: {fmt_gb(admission.budget)} for the runs ({where}); the largest needs about {fmt_gb(biggest)}"
+            f" ({name}), so a run starts only when it fits next to the others"
+            + (", each in a new worker process that gives its memory back when it ends" if admission.recycle else "")
+            + f" (about {gb_needed} GB would let {admission.jobs} train at once)")
+
+
+# --------------------------------------------------------------------------- measured
+
+
+def reset_peak() -> None:
+    """Start measuring this process's peak memory anew (Linux: /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def resident_bytes(pid: int) -> int:
+    """Resident memory of process ``pid`` (Linux /proc), 0 if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def peak_mb() -> int | None:
+    """This process's peak resident memory (MB) since the last :func:`reset_peak` (Linux), or None."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
