@@ -901,7 +901,7 @@ def _memory_notes(tasks: Sequence[Task], admission: memory.Admission, budget: me
         name, need = max(sizes.items(), key=lambda kv: kv[1])
         if need > budget.bytes:
             lines.append(f"memory: {name} needs about {memory.fmt_gb(need)} and {memory.fmt_gb(budget.bytes)}"
-                         f" {'is free' if budget.source == 'free memory' else f'is set by {memory.ENV_VAR}'}:"
+                         f" {f'is the budget ({memory.HEADROOM:.0%} of the free memory)' if budget.source == 'free memory' else f'is set by {memory.ENV_VAR}'}:"
                          " it trains alone and may still be killed for memory (close other programs)")
     return [line for line in lines if line]
 
