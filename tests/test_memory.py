@@ -70,25 +70,45 @@ def test_quick_runs_hold_batches_no_larger_than_their_data(lab):
 def test_available_reads_meminfo_and_a_tighter_cgroup_limit(tmp_path):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:       16000000 kB\nMemFree:  1000 kB\nMemAvailable:   10000000 kB\n")
-    assert memory.available_bytes(meminfo, tmp_path / "no-cgroup") == 10_000_000 * 1024
+    no_cgroup = tmp_path / "self-cgroup-none"
+    assert memory.available_bytes(meminfo, tmp_path / "no-cgroup", no_cgroup) == 10_000_000 * 1024
     v2 = tmp_path / "v2"
     v2.mkdir()
     (v2 / "memory.max").write_text("4000000000\n")
     (v2 / "memory.current").write_text("1500000000\n")
     (v2 / "memory.stat").write_text("anon 1000000000\ninactive_file 500000000\n")
-    assert memory.available_bytes(meminfo, v2) == 4_000_000_000 - 1_000_000_000  # page cache given back
+    assert memory.available_bytes(meminfo, v2, no_cgroup) == 4_000_000_000 - 1_000_000_000  # page cache given back
     (v2 / "memory.max").write_text("max\n")
-    assert memory.available_bytes(meminfo, v2) == 10_000_000 * 1024
+    assert memory.available_bytes(meminfo, v2, no_cgroup) == 10_000_000 * 1024
     v1 = tmp_path / "v1" / "memory"
     v1.mkdir(parents=True)
     (v1 / "memory.limit_in_bytes").write_text(f"{2**63 - 4096}\n")  # v1's "no limit"
     (v1 / "memory.usage_in_bytes").write_text("9000000000\n")
-    assert memory.available_bytes(meminfo, v1.parent) == 10_000_000 * 1024
+    assert memory.available_bytes(meminfo, v1.parent, no_cgroup) == 10_000_000 * 1024
     (v1 / "memory.limit_in_bytes").write_text("3000000000\n")
     (v1 / "memory.usage_in_bytes").write_text("2000000000\n")
     (v1 / "memory.stat").write_text("total_inactive_file 1000000000\n")
-    assert memory.available_bytes(meminfo, v1.parent) == 2_000_000_000
+    assert memory.available_bytes(meminfo, v1.parent, no_cgroup) == 2_000_000_000
     assert memory.available_bytes(tmp_path / "none", tmp_path / "none") is None
+
+
+def test_a_limit_on_a_parent_cgroup_counts_too(tmp_path):
+    """A systemd slice's MemoryMax sits on an ancestor of the process's own cgroup (v2)."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemAvailable:   10000000 kB\n")
+    root = tmp_path / "cgroup"
+    own = root / "user.slice" / "user-1000.slice" / "session-2.scope"
+    own.mkdir(parents=True)
+    (own / "memory.max").write_text("max\n")
+    (own / "memory.current").write_text("100000000\n")
+    slice_ = root / "user.slice" / "user-1000.slice"
+    (slice_ / "memory.max").write_text("6000000000\n")
+    (slice_ / "memory.current").write_text("2000000000\n")
+    proc_cgroup = tmp_path / "self-cgroup"
+    proc_cgroup.write_text("0::/user.slice/user-1000.slice/session-2.scope\n")
+    assert memory.available_bytes(meminfo, root, proc_cgroup) == 4_000_000_000
+    proc_cgroup.write_text("0::/\n")  # in a container: its own root
+    assert memory.available_bytes(meminfo, root, proc_cgroup) == 10_000_000 * 1024
 
 
 def test_the_budget_is_most_of_the_free_memory_or_the_variable():

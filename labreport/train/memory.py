@@ -94,34 +94,59 @@ def _meminfo_available(path: Path) -> int | None:
     return None
 
 
-def _cgroup_available(root: Path) -> int | None:
-    """What this process's cgroup (a container's limit) still leaves, or None without a limit.
-    cgroup v2 (``memory.max``) or v1 (``memory/memory.limit_in_bytes``); the page cache that
-    the kernel gives back (inactive files) is not counted as used."""
-    for limit_file, used_file, inactive_key in (
-        (root / "memory.max", root / "memory.current", "inactive_file"),
-        (root / "memory" / "memory.limit_in_bytes", root / "memory" / "memory.usage_in_bytes", "total_inactive_file"),
-    ):
-        try:
-            limit = limit_file.read_text(encoding="ascii").strip()
-            used = int(used_file.read_text(encoding="ascii").strip())
-        except (OSError, ValueError):
-            continue
+def _left_in(limit_file: Path, used_file: Path, inactive_key: str) -> int | None:
+    """What one cgroup's memory limit still leaves (None: no limit, or not readable); the page
+    cache the kernel gives back (inactive files) is not counted as used."""
+    try:
+        limit = limit_file.read_text(encoding="ascii").strip()
+        used = int(used_file.read_text(encoding="ascii").strip())
         if limit == "max" or int(limit) >= 2**62:  # v1 writes "no limit" as a huge number
             return None
-        try:
-            stat = dict(line.split() for line in (used_file.parent / "memory.stat").read_text(encoding="ascii").splitlines())
-            used -= int(stat.get(inactive_key, 0))
-        except (OSError, ValueError):
-            pass
-        return max(0, int(limit) - max(0, used))
-    return None
+    except (OSError, ValueError):
+        return None
+    try:
+        stat = dict(line.split()[:2] for line in (used_file.parent / "memory.stat").read_text(encoding="ascii").splitlines())
+        used -= int(stat.get(inactive_key, 0))
+    except (OSError, ValueError):
+        pass
+    return max(0, int(limit) - max(0, used))
 
 
-def available_bytes(meminfo: Path = Path("/proc/meminfo"), cgroup_root: Path = Path("/sys/fs/cgroup")) -> int | None:
+def _own_cgroup(proc_cgroup: Path) -> str:
+    """This process's cgroup v2 path ("0::/user.slice/..." in /proc/self/cgroup), '' if none."""
+    try:
+        for line in proc_cgroup.read_text(encoding="ascii").splitlines():
+            if line.startswith("0::"):
+                return line[3:].strip().strip("/")
+    except OSError:
+        pass
+    return ""
+
+
+def _cgroup_available(root: Path, proc_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
+    """What the cgroup limits on this process still leave (a container's, a systemd slice's), or
+    None without a limit. cgroup v2: the tightest ``memory.max`` from this process's own cgroup
+    up to the root of the hierarchy it sees; v1: ``memory/memory.limit_in_bytes``."""
+    found = []
+    folder = root / _own_cgroup(proc_cgroup)
+    while True:
+        left = _left_in(folder / "memory.max", folder / "memory.current", "inactive_file")
+        if left is not None:
+            found.append(left)
+        if folder == root or root not in folder.parents:
+            break
+        folder = folder.parent
+    v1 = _left_in(root / "memory" / "memory.limit_in_bytes", root / "memory" / "memory.usage_in_bytes",
+                  "total_inactive_file")
+    found += [v1] if v1 is not None else []
+    return min(found) if found else None
+
+
+def available_bytes(meminfo: Path = Path("/proc/meminfo"), cgroup_root: Path = Path("/sys/fs/cgroup"),
+                    proc_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
     """Memory this process may still take: the kernel's MemAvailable, or less if a cgroup
-    limit (a container) leaves less; None where neither can be read (not Linux)."""
-    found = [n for n in (_meminfo_available(meminfo), _cgroup_available(cgroup_root)) if n is not None]
+    limit (a container, a systemd slice) leaves less; None where neither can be read (not Linux)."""
+    found = [n for n in (_meminfo_available(meminfo), _cgroup_available(cgroup_root, proc_cgroup)) if n is not None]
     return min(found) if found else None
 
 
