@@ -269,7 +269,8 @@ class Worker:
 
 def _record_peak(result: dict, peak_mb: int | None) -> None:
     """The worker's peak memory while it trained the run (a fused group: the group's), in
-    ``host``: what calibrates memory.run_bytes next time (None off Linux: not recorded)."""
+    ``host`` (None off Linux: not recorded). It includes what the worker still held from its
+    earlier runs (TensorFlow's allocator keeps it): the run's own only in a fresh worker."""
     if peak_mb is not None and isinstance(result.get("host"), dict):
         result["host"] = {**result["host"], "peak_memory_mb": peak_mb}
 
