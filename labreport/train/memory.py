@@ -25,7 +25,8 @@ estimate with the constants below:
 
 (peak - 1.25 GB) / activations was 1.5-2.1 for the CNNs: 2.0 over a base of 1.3 GB keeps every
 estimate above its measure. A fused group holds one base and the activations of every branch. Each stored result
-records the run's own measured peak (``host.peak_memory_mb``, Linux) for the next calibration.
+records its worker's measured peak (``host.peak_memory_mb``, Linux): the run's own in a fresh
+worker, else with what the worker held from earlier runs.
 
 No TensorFlow; reads /proc and the cgroup files only in :func:`available_bytes`,
 :func:`resident_bytes` and the peak helpers.
