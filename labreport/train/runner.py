@@ -500,7 +500,7 @@ class ProcessPoolExecutor:
         once, so none waits inside the pool and a big one can wait for memory). False if the
         pool is broken (the task stays waiting)."""
         admission = memory.Admission(self.memory_budget, self.jobs)
-        while True:
+        while todo and len(pending) < self.jobs:  # else nothing to start: no need to read /proc
             held, lightest = self._holdings(pending, held_by) if self.memory_budget is not None else (0, 0)
             i = admission.pick([t.memory_bytes for t in todo], held, lightest, len(pending))
             if i is None:
@@ -510,6 +510,7 @@ class ProcessPoolExecutor:
             except futures.process.BrokenProcessPool:
                 return False
             pending[fut] = todo.pop(i)
+        return True
 
     def _holdings(self, pending: dict[futures.Future, Task], held_by: dict[str, int]) -> tuple[int, int]:
         """(bytes the workers hold: each one's resident memory, plus what each running task may
