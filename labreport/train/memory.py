@@ -219,11 +219,15 @@ class Admission:
                 return i
         return None
 
+    def together(self, sizes: Sequence[int]) -> int:
+        """Bytes the ``jobs`` largest of ``sizes`` need side by side."""
+        return sum(sorted(sizes, reverse=True)[: self.jobs])
+
     def limits(self, sizes: Sequence[int]) -> bool:
         """Whether the budget keeps the ``jobs`` largest of ``sizes`` from training together."""
         if self.budget is None or len(sizes) < 2:
             return False
-        return sum(sorted(sizes, reverse=True)[: self.jobs]) > self.budget
+        return self.together(sizes) > self.budget
 
 
 def note(admission: Admission, sizes: Mapping[str, int], source: str) -> str:
@@ -232,11 +236,25 @@ def note(admission: Admission, sizes: Mapping[str, int], source: str) -> str:
         return ""
     name, biggest = max(sizes.items(), key=lambda kv: kv[1])
     where = "free now" if source == "free memory" else f"set by {ENV_VAR}"
-    gb_needed = math.ceil(sum(sorted(sizes.values(), reverse=True)[: admission.jobs]) / GB)
+    gb_needed = math.ceil(admission.together(list(sizes.values())) / GB)
     return (f"memory: {fmt_gb(admission.budget)} for the runs ({where}); the largest needs about {fmt_gb(biggest)}"
             f" ({name}), so a run starts only when it fits next to the others"
             + (", each in a new worker process that gives its memory back when it ends" if admission.recycle else "")
             + f" (about {gb_needed} GB would let {admission.jobs} train at once)")
+
+
+def notes(admission: Admission, budget: Budget, sizes: Mapping[str, int]) -> list[str]:
+    """What a run says of memory (``sizes``: each task's bytes by the name it prints): that it
+    limits how many train at once (:func:`note`), or that a run alone may need more than the budget."""
+    lines = [note(admission, sizes, budget.source)] if admission.budget is not None else []
+    if budget.bytes is not None and sizes:
+        name, need = max(sizes.items(), key=lambda kv: kv[1])
+        if need > budget.bytes:
+            what = (f"is the budget ({HEADROOM:.0%} of the free memory)" if budget.source == "free memory"
+                    else f"is set by {ENV_VAR}")
+            lines.append(f"memory: {name} needs about {fmt_gb(need)} and {fmt_gb(budget.bytes)} {what}:"
+                         " it trains alone and may still be killed for memory (close other programs)")
+    return [line for line in lines if line]
 
 
 # --------------------------------------------------------------------------- measured

@@ -849,7 +849,8 @@ def run(
         reporter.message(f"running {len(runs)} {unit}{of}{' (quick)' if quick else ''} with "
                          f"{jobs} job(s), estimated {fmt_duration(_first_estimate(tasks, admission, estimator))}"
                          + _load_note(estimator) + _fused_note(tasks))
-        for line in _memory_notes(tasks, admission, budget):
+        for line in memory.notes(admission, budget, {t.name if not t.fused else f"{t.name} (fused with"
+                                                      f" {len(t.fused)} more)": t.memory_bytes for t in tasks}):
             reporter.message(line)
         if executor is None:
             if jobs == 1:
@@ -892,20 +893,6 @@ def _first_estimate(tasks: Sequence[Task], admission: memory.Admission, estimato
     restart = estimator.startup_s() if admission.recycle else 0.0  # each run in a new worker process
     return estimator.startup_s() + eta.makespan([t.estimate_s + restart for t in tasks], admission.jobs,
                                                 sizes=[t.memory_bytes for t in tasks], admission=admission)
-
-
-def _memory_notes(tasks: Sequence[Task], admission: memory.Admission, budget: memory.Budget) -> list[str]:
-    """What the run says of memory: that it limits how many train at once, or that a run alone
-    may need more than is free."""
-    sizes = {t.name if not t.fused else f"{t.name} (fused with {len(t.fused)} more)": t.memory_bytes for t in tasks}
-    lines = [memory.note(admission, sizes, budget.source)] if admission.budget is not None else []
-    if budget.bytes is not None and sizes:
-        name, need = max(sizes.items(), key=lambda kv: kv[1])
-        if need > budget.bytes:
-            lines.append(f"memory: {name} needs about {memory.fmt_gb(need)} and {memory.fmt_gb(budget.bytes)}"
-                         f" {f'is the budget ({memory.HEADROOM:.0%} of the free memory)' if budget.source == 'free memory' else f'is set by {memory.ENV_VAR}'}:"
-                         " it trains alone and may still be killed for memory (close other programs)")
-    return [line for line in lines if line]
 
 
 def _load_note(estimator: eta.Estimator) -> str:
