@@ -376,10 +376,10 @@ def makespan(durations_s: Sequence[float], jobs: int, busy_s: Sequence[float] = 
     waiting = [(max(0.0, d), size) for d, size in zip(durations_s, sizes or [0] * len(durations_s))]
     now = 0.0
     while waiting:
+        if admission.recycle:  # a finished run's worker process ends: a new one holds nothing
+            for w in workers:
+                w[1] = w[1] if w[0] > now else 0
         while True:
-            if admission.recycle:  # a finished run's worker process ends: a new one holds nothing
-                for w in workers:
-                    w[1] = w[1] if w[0] > now else 0
             idle = sorted((w for w in workers if w[0] <= now), key=lambda w: w[1])
             i = admission.pick([w[1] for w in waiting], sum(w[1] for w in workers), idle[0][1] if idle else 0,
                                len(workers) - len(idle))
