@@ -58,6 +58,8 @@ FAMILIES = {
     "hog-mlp": spec("hog", part="hog", hog=HogSpec(4, 8), hidden=(32,), activation="sigmoid", dropout=0.5),
     "cnn": spec("cnn", part="cnn", conv=LAB_CONV, hidden=(25,)),
     "fashion-conv": spec("fconv", part="fashion", dataset="fashion", conv=(ConvSpec(9, 3),), hidden=(100,)),
+    # batch 200 in micro-batches of 64 (models.micro_batch): 64 + 64 + 64 + 8 images per step
+    "cnn-micro": spec("cnnm", part="cnn", conv=LAB_CONV, hidden=(25,), batch_size=200),
 }
 
 
@@ -163,6 +165,72 @@ def test_the_conv_layer_computes_what_keras_conv2d_does():
 
     for mine, theirs in zip(grads(ours), grads(stock), strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_micro_batches_only_where_they_pay():
+    lab = {s.name: s for s in config.load(ROOT / "experiments.toml").experiments}
+    nine_filters = [n for n, s in lab.items() if s.conv and s.conv[0].filters == 9]
+    assert len(nine_filters) == 9
+    assert {models.micro_batch(lab[n]) for n in nine_filters} == {64}  # 64 x 28x28x9 floats: 1.8 MB
+    assert models.micro_batch(lab["fashion-conv64-100"]) is None  # 64 filters: 8 images fit, too few
+    assert all(models.micro_batch(s) is None for s in lab.values() if not s.conv)
+    assert models.micro_batch(FAMILIES["cnn"]) is None  # batch 64: nothing to cut
+    assert models.micro_batch(FAMILIES["cnn-micro"]) == 64
+    # a large dense layer: summing its gradient per micro-batch would cost more than the cache saves
+    wide = dataclasses.replace(FAMILIES["cnn-micro"], conv=(ConvSpec(9, 3, pool=1),), hidden=(500,))
+    assert 4 * param_counts.breakdown(wide).total > 64 * 4 * 28 * 28 * 9
+    assert models.micro_batch(wide) is None
+    assert type(models.build(lab["cnn-relu-25"])).__name__ == "AccumulatingSequential"
+    assert models.build(lab["cnn-relu-25"]).micro_batch == 64
+    assert type(models.build(lab["fashion-conv64-100"])).__name__ == "Sequential"
+
+
+def _fit_one_epoch(spec_, x, y, micro: int | None, monkeypatch) -> tuple:
+    """History, weights, evaluate() and predict() of one epoch of ``spec_``'s model, its
+    steps in micro-batches of ``micro`` images (None: whole batches), from the same seed."""
+    import keras
+
+    monkeypatch.setattr(models, "micro_batch", lambda _spec: micro)
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(5)
+    model = models.build(spec_)
+    assert (type(model).__name__ == "AccumulatingSequential") == bool(micro)
+    model.compile(optimizer=models.optimizer(spec_), loss="categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=False, steps_per_execution=2)
+    initial = [w.numpy() for w in model.weights]
+    history = model.fit(x, y, batch_size=spec_.batch_size, epochs=1, shuffle=False, verbose=0).history
+    weights = [w.numpy() for w in model.weights]
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(initial, weights))
+    evaluated = model.evaluate(x[:130], y[:130], batch_size=100, verbose=0)
+    return history, weights, evaluated, model.predict(x[:130], batch_size=100, verbose=0), moved
+
+
+def test_a_micro_batched_step_is_the_whole_batch_step(mnist, monkeypatch):
+    # Plain SGD: the update is the gradient itself, so any difference shows. (RMSprop divides by
+    # the gradient's running root mean square, which turns float-rounding noise in a near-zero
+    # gradient into a full-size step.) 400 images, batch 200: micro-batches of 48 + 48 + 48 + 48 + 8.
+    sgd = OptimizerSpec("sgd", (("learning_rate", 0.5),))
+    cnn = dataclasses.replace(FAMILIES["cnn-micro"], optimizer=sgd, activation="tanh")
+    x = engine._scale(np.concatenate([mnist.x_train, mnist.x_train[:100]]), (28, 28, 1))
+    y = engine.one_hot(np.concatenate([mnist.y_train, mnist.y_train[:100]]))
+    whole = _fit_one_epoch(cnn, x, y, None, monkeypatch)
+    micro = _fit_one_epoch(cnn, x, y, 48, monkeypatch)
+    for key in ("loss", "accuracy"):
+        np.testing.assert_allclose(micro[0][key], whole[0][key], rtol=1e-5)
+    assert whole[4] > 1e-3  # the two steps moved the weights: the comparison below means something
+    for mine, theirs in zip(micro[1], whole[1], strict=True):
+        np.testing.assert_allclose(mine, theirs, atol=2e-5)
+    np.testing.assert_allclose(micro[2], whole[2], rtol=1e-5)  # test loss and accuracy, 100 + 30 images
+    assert micro[3].shape == (130, 10)
+    np.testing.assert_allclose(micro[3], whole[3], atol=1e-5)
+
+
+def test_micro_batches_train_with_dropout(mnist, monkeypatch):
+    cnn = dataclasses.replace(FAMILIES["cnn-micro"], dropout=0.5)
+    x = engine._scale(mnist.x_train, (28, 28, 1))
+    history, _weights, evaluated, predicted, _moved = _fit_one_epoch(cnn, x, engine.one_hot(mnist.y_train), 32, monkeypatch)
+    assert np.isfinite(history["loss"][0]) and np.isfinite(evaluated).all()
+    np.testing.assert_allclose(predicted.sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_conv_models_have_their_own_engine_version():

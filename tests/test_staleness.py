@@ -218,4 +218,4 @@ def test_conv_results_of_the_fused_bias_gradient_engine_are_retrained_mlps_are_n
         store.write_result(tmp_path / "build", old)
     decisions = {d.name: d for d in staleness.check_all(lab, BuildLayout(tmp_path / "build"))}
     assert decisions["mlp-a"].fresh and decisions["mlp-b"].fresh
-    assert reasons(decisions["cnn-a"]) == [("engine", "engine version changed: 1 -> 1+conv2")]
+    assert reasons(decisions["cnn-a"]) == [("engine", "engine version changed: 1 -> 1+conv3")]

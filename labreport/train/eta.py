@@ -61,8 +61,8 @@ N_TRAIN = 60_000
 # the lab (AMD EPYC, family 0x1A), TensorFlow CPU build, 2026-11-25, at a load average of
 # 6-14: CPU seconds, because wall seconds on that shared machine were 2-9x longer.
 # threads 1: two calibrations at once (= --jobs 2); threads 2: alone (= --jobs 1).
-# The conv shapes (and their OVERHEAD_S and MODEL_FACTOR) again on 2026-11-26, load 3.6-5.4,
-# after the conv bias change (models.conv_layer, engine 1+conv2).
+# The conv shapes (and their OVERHEAD_S and MODEL_FACTOR) again on 2026-11-26, load 2 (the two
+# calibrations only), after the 9-filter CNNs' micro-batches (models.micro_batch, engine 1+conv3).
 EPOCH_S: dict[tuple[str, int], float] = {
     ('128-150-10 do bs1024', 1): 0.183,
     ('128-150-10 do bs1024', 2): 0.124,
@@ -72,20 +72,20 @@ EPOCH_S: dict[tuple[str, int], float] = {
     ('128-200-10 do bs512', 2): 0.128,
     ('256-200-10 do bs1024', 1): 0.228,
     ('256-200-10 do bs1024', 2): 0.154,
-    ('28x28x1-28x28x64-14x14x64-12544-100-10 bs8192', 1): 8.09,
-    ('28x28x1-28x28x64-14x14x64-12544-100-10 bs8192', 2): 5.46,
-    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-10-10 bs256', 1): 3.689,
-    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-10-10 bs256', 2): 2.49,
-    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-25-10 bs16382', 1): 3.93,
-    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-25-10 bs16382', 2): 2.653,
-    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-25-10 bs256', 1): 3.934,
-    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-25-10 bs256', 2): 2.655,
-    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-35-10 bs256', 1): 3.796,
-    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-35-10 bs256', 2): 2.563,
-    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-5-10 bs256', 1): 4.05,
-    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-5-10 bs256', 2): 2.733,
-    ('28x28x1-28x28x9-14x14x9-1764-100-10 bs4096', 1): 2.211,
-    ('28x28x1-28x28x9-14x14x9-1764-100-10 bs4096', 2): 1.492,
+    ('28x28x1-28x28x64-14x14x64-12544-100-10 bs8192', 1): 8.296,
+    ('28x28x1-28x28x64-14x14x64-12544-100-10 bs8192', 2): 5.6,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-10-10 bs256', 1): 3.792,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-10-10 bs256', 2): 2.56,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-25-10 bs16382', 1): 3.64,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-25-10 bs16382', 2): 2.457,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-25-10 bs256', 1): 3.95,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-25-10 bs256', 2): 2.666,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-35-10 bs256', 1): 3.786,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-35-10 bs256', 2): 2.556,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-5-10 bs256', 1): 3.759,
+    ('28x28x1-28x28x9-14x14x9-14x14x9-7x7x9-7x7x16-3x3x16-144-5-10 bs256', 2): 2.537,
+    ('28x28x1-28x28x9-14x14x9-1764-100-10 bs4096', 1): 1.849,
+    ('28x28x1-28x28x9-14x14x9-1764-100-10 bs4096', 2): 1.248,
     ('392-200-10 do bs512', 1): 0.233,
     ('392-200-10 do bs512', 2): 0.157,
     ('784-150-10 do bs4096', 1): 0.313,
@@ -100,8 +100,8 @@ EPOCH_S: dict[tuple[str, int], float] = {
 # Seconds per experiment beyond its epochs (model build, graph tracing in the first epoch,
 # the final predict), per family; CPU seconds of the same calibration (mostly one thread).
 OVERHEAD_S: dict[str, float] = {
-    'cnn': 1.77,
-    'cnn fashion': 2.73,
+    'cnn': 2.47,
+    'cnn fashion': 2.09,
     'mlp hog': 1.12,
     'mlp raw': 0.99,
 }
@@ -114,10 +114,10 @@ DEFAULT_OVERHEAD_S = 2.0
 QUICK_OVERHEAD_S = {"cnn": 2.0, "cnn fashion": 2.1, "mlp hog": 1.2, "mlp raw": 1.4}
 # (family, threads) -> EPOCH_S / cost-model seconds, for shapes not in the table.
 MODEL_FACTOR: dict[tuple[str, int], float] = {
-    ('cnn', 1): 1.163,
-    ('cnn', 2): 0.785,
-    ('cnn fashion', 1): 1.375,
-    ('cnn fashion', 2): 0.928,
+    ('cnn', 1): 1.141,
+    ('cnn', 2): 0.77,
+    ('cnn fashion', 1): 1.273,
+    ('cnn fashion', 2): 0.859,
     ('mlp hog', 1): 0.914,
     ('mlp hog', 2): 0.617,
     ('mlp raw', 1): 0.814,

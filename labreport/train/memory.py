@@ -1,30 +1,34 @@
 """How much memory a run needs, how much this machine has free, and which runs may train at once.
 
-``make report`` trains three runs at once on two cores (``JOBS=3``). The Fashion CNNs hold
-gigabytes each: their feature maps at batch 8,192-16,382. The three started together on the
-full lab (fashion-conv64-100, fashion-relu-25, fashion-tanh-25) held about 12 GB; on a laptop
-with 8 or 16 GB the out-of-memory killer would take one of them (the runner recovers, but
-that run fails until the next ``make report``). So the process pool starts a run only when its
+``make report`` trains three runs at once on two cores (``JOBS=3``). fashion-conv64-100 holds
+about 6 GB (its 64-filter feature maps at batch 8,192); the three started together on the full
+lab (it, fashion-relu-25, fashion-tanh-25) held about 12 GB before the 9-filter CNNs ran in
+micro-batches, about 8.5 GB since; on a laptop with 8 GB the out-of-memory killer would take
+one of them (the runner recovers, but that run fails until the next ``make report``). So the process pool starts a run only when its
 estimate fits in what was free when the run began, next to the runs already training
 (:class:`Admission`), and the first time figure simulates the same rule (``eta.makespan``).
 
 The estimate (:func:`run_bytes`) is a worker's base (TensorFlow, Keras, the data sets and
 their float copies) plus a multiple of the activations of one batch: the floats every layer
 outputs per sample (``param_counts.breakdown``: the report's own layer table) times the larger
-of the training and the validation batch, times 4 bytes. Measured peaks (VmHWM of a process
-training 2 epochs on the full data set, 1 thread, TensorFlow 2.21, 2026-11-26), against the
-estimate with the constants below:
+of the training and the validation batch, times 4 bytes. A CNN whose steps run in micro-batches
+(``models.micro_batch``: the lab's 9-filter CNNs, 64 images) holds the activations of one
+micro-batch only, and the batch's input floats a few times over. Measured peaks (VmHWM of a
+process training 2 epochs on the full data set, 1 thread, TensorFlow 2.21, 2026-11-26), against
+the estimate with the constants below:
 
-    experiment          batch   activations/sample   peak     estimate
-    raw-tanh-300         2,048        1,094          1.29 GB   1.32 GB
-    cnn-relu-25            256 (val 2,048) 12,916    1.41 GB   1.51 GB
-    fashion-conv9-100    4,096       11,478          1.65 GB   1.68 GB
-    fashion-tanh-25     16,382       12,916          2.84 GB   2.99 GB
-    fashion-relu-25     16,382       12,916          2.91 GB   2.99 GB
-    fashion-conv64-100   8,192       76,158          5.61 GB   6.29 GB  (6.05 GB over a full lab's 50 epochs)
+    experiment          batch   micro  activations/sample   peak     estimate
+    raw-tanh-300         2,048     -        1,094          1.29 GB   1.32 GB
+    cnn-relu-25            256 (val 2,048) 64  12,916      1.27 GB   1.33 GB
+    fashion-conv9-100    4,096    64       11,478          1.27 GB   1.35 GB
+    fashion-tanh-25     16,382    64       12,916          1.42 GB   1.46 GB
+    fashion-relu-25     16,382    64       12,916          1.42 GB   1.46 GB
+    fashion-conv64-100   8,192     -       76,158          5.61 GB   6.29 GB  (6.05 GB over a full lab's 50 epochs)
 
-(peak - 1.25 GB) / activations was 1.5-2.1 for the CNNs: 2.0 over a base of 1.3 GB keeps every
-estimate above its measure. A fused group holds one base and the activations of every branch. Each stored result
+Whole batches (before micro-batches, the 9-filter CNNs peaked at 1.41, 1.65, 2.84 and 2.91 GB):
+(peak - 1.25 GB) / activations was 1.5-2.1 for the CNNs, so 2.0 over a base of 1.3 GB keeps every
+estimate above its measure; micro-batched, (peak - 1.27 GB) / the batch's input bytes was 2.9.
+A fused group holds one base and the activations of every branch. Each stored result
 records its worker's measured peak (``host.peak_memory_mb``, Linux): the run's own in a fresh
 worker, else with what the worker held from earlier runs.
 
@@ -46,6 +50,7 @@ from labreport.config.spec import ExperimentSpec
 GB = 1e9
 BASE_BYTES = int(1.3 * GB)  # a worker training a small model: TensorFlow, Keras, data and its copies
 ACTIVATION_FACTOR = 2.0  # peak bytes over one batch's activation bytes (forward, gradients, workspaces)
+INPUT_COPIES = 3  # a batch's input floats held at once by a micro-batched run (the data pipeline's copies)
 # What is left for the system and the driver: the budget is this share of what was free.
 HEADROOM = 0.9
 ENV_VAR = "LABREPORT_MEMORY_GB"
@@ -68,7 +73,14 @@ def _batches(spec: ExperimentSpec, quick_cfg=None) -> int:
 
 def activation_bytes(spec: ExperimentSpec, quick_cfg=None) -> int:
     """What a run of ``spec`` holds above a worker's base (see the module docstring)."""
-    return int(ACTIVATION_FACTOR * 4 * activations_per_sample(spec) * _batches(spec, quick_cfg))
+    from labreport.train.models import micro_batch  # pure: no TensorFlow
+
+    batch = _batches(spec, quick_cfg)
+    micro = micro_batch(spec)
+    if micro and micro < batch:  # the layers see one micro-batch at a time; the batch is input only
+        inputs = param_counts.breakdown(spec).n_inputs
+        return int(ACTIVATION_FACTOR * 4 * activations_per_sample(spec) * micro + INPUT_COPIES * 4 * inputs * batch)
+    return int(ACTIVATION_FACTOR * 4 * activations_per_sample(spec) * batch)
 
 
 def run_bytes(specs: ExperimentSpec | Sequence[ExperimentSpec], quick_cfg=None) -> int:
