@@ -273,8 +273,9 @@ def test_a_run_reads_the_previous_full_runs_in_build(tmp_path, monkeypatch):
 
 
 def test_a_familys_full_run_correction_scales_the_table_once(monkeypatch):
-    """The MNIST CNNs' calibration overstated their full runs (0.77x and 0.72x): corrected once,
-    also when previous runs of the family rescale it (no double correction)."""
+    """A family's full runs may differ from its calibration (the MNIST CNNs took 0.77x and 0.72x
+    of the first one, 1.21x of the one after the micro-batches): corrected once, also when
+    previous runs of the family rescale it (no double correction)."""
     monkeypatch.setitem(eta.FULL_RUN_CORRECTION, "mlp raw", 0.5)
     a, b = mlp(), mlp(hidden=77)
     table = {(eta.shape_key(a), 1): 0.4, (eta.shape_key(b), 1): 1.0}
@@ -283,7 +284,6 @@ def test_a_familys_full_run_correction_scales_the_table_once(monkeypatch):
     history = (eta.Measured(shape=eta.shape_key(b), family="mlp raw", threads=1, epoch_s=0.25),)
     seconds, _ = eta.Estimator(threads=1, table=table, history=history).epoch_s(a)
     assert seconds == pytest.approx(0.1)
-    assert eta.FULL_RUN_CORRECTION["cnn"] < 1
 
 
 # --------------------------------------------------------------------------- more workers than cores
