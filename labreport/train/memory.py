@@ -197,8 +197,8 @@ class Admission:
 
     What a worker holds is not only its current run's: TensorFlow's allocator keeps the memory
     of the largest run a worker process trained (measured: the worker that trained
-    fashion-conv64-100, 5.5 GB, still held 5.6 GB while it trained fashion-relu-25, 2.9 GB
-    alone). So ``held`` counts every worker's resident memory plus what its running run may
+    fashion-conv64-100, 5.5 GB, still held 5.6 GB while it trained fashion-relu-25, then 2.9 GB
+    alone on whole batches). So ``held`` counts every worker's resident memory plus what its running run may
     still add to reach its estimate; a new run is counted on the worker that could take it
     holding least (``lightest``: 0 while a worker is still to be started), and one that adds
     nothing there may start whatever the others hold.
