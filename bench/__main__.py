@@ -94,7 +94,7 @@ def _with_epochs(spec, epochs: int):
 
 
 def naive_fit_epoch_s(spec, inputs, epochs: int) -> float:
-    """Seconds per epoch of a plain notebook ``model.fit`` (Keras defaults), epochs 2.. only."""
+    """Seconds per epoch of a plain notebook ``model.fit`` (Keras defaults, whole batches), epochs 2.. only."""
     import keras
 
     from labreport.train import engine
@@ -102,7 +102,7 @@ def naive_fit_epoch_s(spec, inputs, epochs: int) -> float:
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
-    model = models.build(spec, inputs.x_train.shape[1] if inputs.x_train.ndim == 2 else None)
+    model = models.build(spec, inputs.x_train.shape[1] if inputs.x_train.ndim == 2 else None, micro_batches=False)
     model.compile(optimizer=models.optimizer(spec), loss="categorical_crossentropy", metrics=["accuracy"])
     times: list[float] = []
 

@@ -182,6 +182,9 @@ def test_micro_batches_only_where_they_pay():
     assert models.micro_batch(wide) is None
     assert type(models.build(lab["cnn-relu-25"])).__name__ == "AccumulatingSequential"
     assert models.build(lab["cnn-relu-25"]).micro_batch == 64
+    # make bench's plain-notebook baseline: Keras' own whole-batch steps, the same layers
+    plain = models.build(lab["cnn-relu-25"], micro_batches=False)
+    assert type(plain).__name__ == "Sequential" and plain.count_params() == 7_465
     assert type(models.build(lab["fashion-conv64-100"])).__name__ == "Sequential"
 
 

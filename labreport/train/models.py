@@ -41,7 +41,8 @@ def input_length(spec: ExperimentSpec) -> int:
     return spec.hog.n_features if spec.hog else IMAGE_SIDE * IMAGE_SIDE
 
 
-def build(spec: ExperimentSpec, n_inputs: int | None = None, *, name: str | None = None) -> keras.Model:
+def build(spec: ExperimentSpec, n_inputs: int | None = None, *, name: str | None = None,
+          micro_batches: bool = True) -> keras.Model:
     """The (uncompiled) Keras model of ``spec``; raises RuntimeError if it disagrees with params.
 
     ``n_inputs`` is the feature length actually fed to an MLP (checked against the
@@ -49,6 +50,8 @@ def build(spec: ExperimentSpec, n_inputs: int | None = None, *, name: str | None
     ignored for CNNs, whose input is always the 28x28x1 image. ``name`` replaces the
     model's name (the experiment's): fused branches need unique names, and repeats of
     one experiment share it. The name draws no random numbers: the weights are the same.
+    ``micro_batches=False`` gives Keras' own steps on whole batches even where ``micro_batch``
+    would cut them (the plain-notebook baseline of ``make bench``).
     """
     import keras
 
@@ -75,7 +78,7 @@ def build(spec: ExperimentSpec, n_inputs: int | None = None, *, name: str | None
             layers.append(keras.layers.Dropout(spec.dropout, name=f"dropout{i}"))
     layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", name="output"))
 
-    micro = micro_batch(spec)
+    micro = micro_batch(spec) if micro_batches else None
     if micro:
         model = accumulating_sequential()(layers, name=name or spec.name.replace(".", "_"))
         model.micro_batch = micro
