@@ -76,11 +76,11 @@ def activation_bytes(spec: ExperimentSpec, quick_cfg=None) -> int:
     from labreport.train.models import micro_batch  # pure: no TensorFlow
 
     batch = _batches(spec, quick_cfg)
+    per_image = ACTIVATION_FACTOR * 4 * activations_per_sample(spec)
     micro = micro_batch(spec)
     if micro and micro < batch:  # the layers see one micro-batch at a time; the batch is input only
-        inputs = param_counts.breakdown(spec).n_inputs
-        return int(ACTIVATION_FACTOR * 4 * activations_per_sample(spec) * micro + INPUT_COPIES * 4 * inputs * batch)
-    return int(ACTIVATION_FACTOR * 4 * activations_per_sample(spec) * batch)
+        return int(per_image * micro + INPUT_COPIES * 4 * param_counts.breakdown(spec).n_inputs * batch)
+    return int(per_image * batch)
 
 
 def run_bytes(specs: ExperimentSpec | Sequence[ExperimentSpec], quick_cfg=None) -> int:

@@ -79,11 +79,9 @@ def build(spec: ExperimentSpec, n_inputs: int | None = None, *, name: str | None
     layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", name="output"))
 
     micro = micro_batch(spec) if micro_batches else None
+    model = (accumulating_sequential() if micro else keras.Sequential)(layers, name=name or spec.name.replace(".", "_"))
     if micro:
-        model = accumulating_sequential()(layers, name=name or spec.name.replace(".", "_"))
         model.micro_batch = micro
-    else:
-        model = keras.Sequential(layers, name=name or spec.name.replace(".", "_"))
     check_params(model, spec)
     return model
 
@@ -140,9 +138,10 @@ def accumulating_sequential() -> type:
     import tensorflow as tf
 
     def chunks(model, x):
+        """(images in the batch, number of micro-batches, the i-th micro-batch of a tensor)."""
         n = tf.shape(x)[0]
         m = model.micro_batch
-        return n, m, (n + m - 1) // m
+        return n, (n + m - 1) // m, lambda t, i: t[i * m:(i + 1) * m]
 
     class AccumulatingSequential(keras.Sequential):
         micro_batch = 0
@@ -151,11 +150,11 @@ def accumulating_sequential() -> type:
             x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
             if sample_weight is not None:
                 return super().train_step(data)
-            n, m, k = chunks(self, x)
+            n, k, part = chunks(self, x)
             weights = self.trainable_weights
 
             def body(i, grads):
-                xs, ys = x[i * m:(i + 1) * m], y[i * m:(i + 1) * m]
+                xs, ys = part(x, i), part(y, i)
                 count = tf.shape(xs)[0]
                 with tf.GradientTape() as tape:
                     y_pred = self(xs, training=True)
@@ -174,10 +173,10 @@ def accumulating_sequential() -> type:
             x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
             if sample_weight is not None:
                 return super().test_step(data)
-            _, m, k = chunks(self, x)
+            _, k, part = chunks(self, x)
 
             def body(i):
-                xs, ys = x[i * m:(i + 1) * m], y[i * m:(i + 1) * m]
+                xs, ys = part(x, i), part(y, i)
                 y_pred = self(xs, training=False)
                 loss = self.compute_loss(x=xs, y=ys, y_pred=y_pred, training=False)
                 self._loss_tracker.update_state(loss, sample_weight=tf.shape(xs)[0])
@@ -189,10 +188,10 @@ def accumulating_sequential() -> type:
 
         def predict_step(self, data):
             x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-            _, m, k = chunks(self, x)
+            _, k, part = chunks(self, x)
 
             def body(i, out):
-                return i + 1, out.write(i, self(x[i * m:(i + 1) * m], training=False))
+                return i + 1, out.write(i, self(part(x, i), training=False))
 
             _, out = tf.while_loop(lambda i, _o: i < k, body,
                                    (tf.constant(0), tf.TensorArray(self.compute_dtype, size=k, infer_shape=False)))
