@@ -1,7 +1,7 @@
 # labreport: `make report` builds build/report.pdf, `make test` runs the tests.
 # Every target bootstraps what it needs (.venv, dependencies, data) on a fresh machine.
-# Variables: QUICK=1 (smoke run: few epochs, data subsample), JOBS=N (experiments at once, default 3:
-#            one more than 2 cores fills the gaps each worker leaves; see README, Speed),
+# Variables: QUICK=1 (smoke run: few epochs, data subsample), JOBS=N (experiments at once, default 0:
+#            one per core, each with one TensorFlow thread; see README, Speed),
 #            CONFIG=experiments.toml, BUILD=build, PYTHON=python3, PYTEST_ARGS=...
 
 PYTHON ?= python3
@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= experiments.toml
 BUILD  ?= build
-JOBS   ?= 3
+JOBS   ?= 0
 QUICK  ?=
 QUICK_FLAG := $(if $(filter-out 0 no false,$(QUICK)),--quick,)
 LR     := $(BIN)/labreport

@@ -314,6 +314,39 @@ def test_same_seed_gives_the_same_numbers(mnist):
     assert other["history"] != first["history"]
 
 
+def test_keras_array_pipelines_run_without_autotuning():
+    """The pipelines Keras builds from arrays carry data_options (no autotuning thread, whose
+    teardown left workers idle ~1.3 s an epoch); if a Keras upgrade moves the adapter, this fails."""
+    tf = engine.tensorflow()
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    x = np.zeros((10, 3), "float32")
+    ds = ArrayDataAdapter(x, x, batch_size=4, shuffle=True).get_tf_dataset()
+    assert isinstance(ds, tf.data.Dataset)
+    assert ds.options().autotune.enabled is False
+    assert engine.data_options().autotune.enabled is False
+
+
+def test_without_autotuning_the_numbers_are_the_same_to_the_bit(mnist):
+    """Autotuning only sizes buffers and parallelism: the same history and predictions with
+    Keras' own pipeline (shuffled batches, a partial last batch, several steps per execution)."""
+    engine.tensorflow()
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    s = spec(hidden=(16,), batch_size=5, epochs=2)  # 60 steps of 5 (>= 50: steps_per_execution 32)
+    assert engine.steps_per_execution(len(mnist.y_train), s.batch_size) > 1
+    x = np.zeros((10, 3), "float32")
+    ours = engine.train_and_evaluate(s, mnist)
+    with engine.keras_autotuning():
+        assert ArrayDataAdapter(x, x, batch_size=4).get_tf_dataset().options().autotune.enabled is not False
+        keras_own = engine.train_and_evaluate(s, mnist)
+    assert ArrayDataAdapter(x, x, batch_size=4).get_tf_dataset().options().autotune.enabled is False
+    assert ours["status"] == keras_own["status"] == "ok"
+    assert ours["history"] == keras_own["history"]
+    assert ours["confusion"] == keras_own["confusion"]
+    assert ours["metrics"] == keras_own["metrics"]
+
+
 def test_a_diverging_run_is_marked_diverged_and_keeps_its_history(mnist):
     # SGD with an absurd step overflows the weights to inf within the first epoch: loss NaN.
     s = spec(optimizer=OptimizerSpec("sgd", (("learning_rate", 1e30),)), epochs=5)

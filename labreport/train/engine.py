@@ -202,7 +202,67 @@ def tensorflow():
     # Keras retraces once for the last, shorter steps_per_execution chunk of an epoch
     # and warns about it; that is expected, not a problem of the user's config.
     tf.get_logger().setLevel("ERROR")
+    keras_pipelines_without_autotune()
     return tf
+
+
+def data_options():
+    """The tf.data options of every pipeline a run trains from: autotuning off.
+
+    tf.data's autotuning runs a model thread per iterator, and Keras makes a new iterator
+    each epoch (and one per evaluation). Destroying one waits for that thread, and with
+    another process busy on the other core that wait left a worker idle ~1.3 s of every
+    epoch (measured: two 1-thread CNN runs side by side, 5.0-5.3 s of wall per epoch for
+    3.7 s of CPU; without autotuning 3.8-4.0 s for 3.8-3.9). The batches and their order
+    do not depend on it: the order comes from the seeded shuffle, the pipelines are
+    deterministic, so the numbers are the same to the bit (tests/test_engine.py).
+    """
+    tf = sys.modules["tensorflow"]
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
+# Off only inside ``keras_autotuning()`` (the bench's plain-notebook baseline).
+_KERAS_AUTOTUNE_OFF = True
+
+
+def keras_pipelines_without_autotune() -> bool:
+    """Give the pipelines Keras builds from in-memory arrays (``fit``/``evaluate``/``predict``
+    on numpy arrays) ``data_options()``. Keras has no public switch for it, so this wraps its
+    array adapter's ``get_tf_dataset`` once (Keras 3, pinned in requirements.txt); if a Keras
+    version moves it, training goes on with autotuning and this returns False."""
+    try:
+        from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+    except ImportError:
+        return False
+    current = getattr(ArrayDataAdapter, "get_tf_dataset", None)
+    if current is None:
+        return False
+    if getattr(current, "labreport_without_autotune", False):
+        return True
+
+    def get_tf_dataset(self):
+        dataset = current(self)
+        return dataset.with_options(data_options()) if _KERAS_AUTOTUNE_OFF else dataset
+
+    get_tf_dataset.__wrapped__ = current  # Keras' own
+    get_tf_dataset.labreport_without_autotune = True
+    ArrayDataAdapter.get_tf_dataset = get_tf_dataset
+    return True
+
+
+@contextlib.contextmanager
+def keras_autotuning() -> Iterator[None]:
+    """Keras' array pipelines as a plain notebook gets them, with tf.data's autotuning
+    (for the bench's naive baseline and the test that the numbers do not depend on it)."""
+    global _KERAS_AUTOTUNE_OFF
+    tensorflow()
+    _KERAS_AUTOTUNE_OFF = False
+    try:
+        yield
+    finally:
+        _KERAS_AUTOTUNE_OFF = True
 
 
 # --------------------------------------------------------------------------- threads

@@ -432,6 +432,6 @@ def training_batches(seeds: Sequence[int], x: np.ndarray, y: np.ndarray, batch_s
     ds = tf.data.Dataset.zip(tuple(index_batches(int(s)) for s in seeds)).map(
         gather, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_full + (1 if rest else 0)))
-    options = tf.data.Options()
+    options = engine.data_options()  # no autotuning thread (see there)
     options.experimental_optimization.apply_default_optimizations = False  # as Keras' own pipeline
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
