@@ -21,10 +21,10 @@ where ``epoch_s`` comes, in this order, from
    median table/model ratio of its family at that thread count (``MODEL_FACTOR``).
 
 Table and model figures are CPU seconds of a quiet machine. ``crowding`` turns them into a
-worker's wall seconds: a worker with a core to itself keeps it busy 82 % of the time (it
+worker's wall seconds: a worker with a core to itself keeps it busy 98 % of the time (it
 waits for Keras' Python loop between graph calls), and more workers than cores share what
-the cores give (``--jobs 3`` on 2 cores: 1.5 threads a core, 92 % busy), both measured on
-full labs. They are then divided by ``thread_share``, the fraction of a core each of our
+the cores give (``--jobs 3`` on 2 cores: 1.5 threads a core, 95 % of a core's work each),
+both measured on full labs. They are then divided by ``thread_share``, the fraction of a core each of our
 threads can expect next to the other sessions, from what a probe thread got at the start of
 the run (the median of five short windows spread over 0.9 s: one window can fall on a burst
 of the other sessions; the 1-minute load average proved a poor guide on the shared
@@ -133,22 +133,27 @@ MODEL_FACTOR: dict[tuple[str, int], float] = {
 # (3.54 s for cnn-relu-25) against that calibration scaled back to the old engine (4.13 s),
 # give 0.86. After the micro-batches (engine 1+conv3) the conv shapes were calibrated again
 # (two calibrations at once, quiet machine): against that table the full lab's MNIST CNNs took
-# 1.21x (`--replay` of the clean-clone run of 2026-11-26, 30m01s): 0.86 x 1.21 = 1.04.
-FULL_RUN_CORRECTION: dict[str, float] = {"cnn": 1.04}
+# 1.21x (`--replay` of the clean-clone run of 2026-11-26, 30m01s): 0.86 x 1.21 = 1.04. At one
+# worker per core (the default since tf.data's autotuning is off) the MNIST CNNs share no core:
+# the clean-clone run of 2026-11-26 at --jobs 2 (26m51s) replays at 0.92 of that: 0.96; the
+# other families came within 3 % (fashion CNN 1.00, HOG 1.00, raw 1.03).
+FULL_RUN_CORRECTION: dict[str, float] = {"cnn": 0.96}
 # Once per worker process: TensorFlow's import and the data set (CPU seconds, measured).
 WORKER_STARTUP_S = 4.0
-# By the clock an epoch takes longer than its CPU seconds even with a core per worker: between
-# graph calls a worker waits for Keras' Python epoch loop and its data iterator. Measured on
-# the 2-core machine, quiet, the full default lab from a clean clone (2026-11-26):
-#   --jobs 2: 31 min 57 s, 3,153 CPU s: the cores 82 % busy (the first estimate, from the
-#             calibration's CPU seconds, was 25 min 54 s: 1.23x short; 26 min 48 s for the
-#             32 min 58 s of a shared run, the same 1.23x);
-#   --jobs 3: 27 min 30 s, 3,081 CPU s: 92 % busy; each worker's epochs took 1.2-1.5x their
-#             --jobs 2 time, and a third worker filled the gaps (1.16x faster in all).
+# By the clock an epoch takes a little longer than its CPU seconds even with a core per worker
+# (Keras' Python loop between graph calls, the next epoch's iterator). Measured on the 2-core
+# machine, quiet, the full default lab from a clean clone:
+#   until 2026-11-26, with tf.data's autotuning (its thread's teardown idled a worker ~1.3 s
+#   an epoch): --jobs 2 31 min 57 s, the cores 82 % busy; --jobs 3 27 min 30 s, 92 % busy
+#   (a third worker filled the gaps);
+#   without it (engine.data_options): --jobs 2 26 min 51 s, 3,186 CPU s, 98 % busy (the
+#   replay of its first figure: +23 % with 0.82, +1 % with 0.98); on a quarter of the lab's
+#   epochs --jobs 3 took 1.045x --jobs 2's time (432 s against 414 s, both 98 % busy: a third
+#   worker only shares the cores' caches now), i.e. 0.95 for 3 workers on 2 cores.
 # A worker's wall seconds per CPU second are the larger of 1 / WORKER_BUSY (a core each) and
 # our threads per core / CORES_BUSY (more workers than cores share what the cores give).
-WORKER_BUSY = 0.82
-CORES_BUSY = 0.92
+WORKER_BUSY = 0.98
+CORES_BUSY = 0.95
 
 
 # --------------------------------------------------------------------------- cost model
@@ -298,6 +303,8 @@ def crowding(load: float) -> float:
     """Wall seconds of a worker's epoch per CPU second of it, with ``load`` of our threads per
     core (workers x threads / cores): the gaps of a worker that has a core to itself, or the
     cores' time divided between more workers than cores (see WORKER_BUSY and CORES_BUSY)."""
+    if load <= 1.0:  # a core (or more) per worker: only its own gaps
+        return 1.0 / WORKER_BUSY
     return max(1.0 / WORKER_BUSY, load / CORES_BUSY)
 
 
