@@ -317,7 +317,7 @@ def bench_flops(peaks: Peaks, jobs: int = 3) -> float:
     floor_s = total / (gemm * 1e9)
     print(f"floor at the best GEMM with {threads} threads ({gemm:.1f} GFLOP/s): {floor_s / 60:.1f} min;"
           f" at the FMA peak ({fma:.0f} GFLOP/s): {total / (fma * 1e9) / 60:.1f} min")
-    for n in sorted({2, 3, jobs}):  # --jobs 3: a worker more than the 2 cores (the Makefile's default)
+    for n in sorted({2, 3, jobs}):  # --jobs 2: a worker per core (the Makefile's default); 3: one more
         intra = max(1, threads // n)
         est = eta_mod.Estimator(threads=intra, load=eta_mod.load_of(n, intra, threads))
         tasks = sorted((est.seconds(s) for s in lab.experiments), reverse=True)

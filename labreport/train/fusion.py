@@ -57,7 +57,7 @@ FUSED_FAMILIES = frozenset({"mlp raw", "mlp hog"})
 # What the estimate expects fusion to save there (runner.fuse_tasks): the HOG family's runs 2-3
 # (16 runs, --jobs 2, quiet machine) took 5m18s fused against 5m54s one by one (1.11x); raw
 # measured 1.04x and 1.11x per epoch. Counting no gain made that run's first figure +31 %.
-# At --jobs 3 (the default since): the same 16 runs 4m30s and 4m52s fused, 5m17s and 5m22s
+# At --jobs 3 (the default then): the same 16 runs 4m30s and 4m52s fused, 5m17s and 5m22s
 # one by one (1.17x, 1.10x; quiet machine, 2026-11-26).
 FUSED_SPEEDUP = 1.1
 
