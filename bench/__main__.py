@@ -377,6 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         from labreport.train import datasets
 
         datasets.fetch_all(BUILD / "data", log=lambda _m: None)
+    if only & {"overhead", "epochs", "lab", "fusion"}:
+        from labreport.train import engine
+
+        engine.tensorflow()  # imported once here: its start-up banners are kept off the console
     if "overhead" in only:
         bench_overhead(args.epochs)
     ratios: dict[str, float] = {}
