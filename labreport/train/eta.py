@@ -23,7 +23,7 @@ where ``epoch_s`` comes, in this order, from
 Table and model figures are CPU seconds of a quiet machine. ``crowding`` turns them into a
 worker's wall seconds: a worker with a core to itself keeps it busy 98 % of the time (it
 waits for Keras' Python loop between graph calls), and more workers than cores share what
-the cores give (``--jobs 3`` on 2 cores: 1.5 threads a core, 95 % of a core's work each),
+the cores give (``--jobs 3`` on 2 cores: 1.5 threads a core, 89 % of a core's work each),
 both measured on full labs. They are then divided by ``thread_share``, the fraction of a core each of our
 threads can expect next to the other sessions, from what a probe thread got at the start of
 the run (the median of five short windows spread over 0.9 s: one window can fall on a burst
@@ -147,13 +147,14 @@ WORKER_STARTUP_S = 4.0
 #   an epoch): --jobs 2 31 min 57 s, the cores 82 % busy; --jobs 3 27 min 30 s, 92 % busy
 #   (a third worker filled the gaps);
 #   without it (engine.data_options): --jobs 2 26 min 51 s, 3,186 CPU s, 98 % busy (the
-#   replay of its first figure: +23 % with 0.82, +1 % with 0.98); on a quarter of the lab's
-#   epochs --jobs 3 took 1.045x --jobs 2's time (432 s against 414 s, both 98 % busy: a third
-#   worker only shares the cores' caches now), i.e. 0.95 for 3 workers on 2 cores.
+#   replay of its first figure: +23 % with 0.82, -1 % with 0.98); --jobs 3 29 min 25 s,
+#   3,497 CPU s, also 98 % busy: 10 % more CPU for the same work (a third worker only shares
+#   the cores' caches now), 1.096x --jobs 2's time, i.e. 0.98 / 1.096 = 0.89 for 3 workers on
+#   2 cores (a quarter of the lab's epochs had given 1.045x: 432 s against 414 s).
 # A worker's wall seconds per CPU second are the larger of 1 / WORKER_BUSY (a core each) and
 # our threads per core / CORES_BUSY (more workers than cores share what the cores give).
 WORKER_BUSY = 0.98
-CORES_BUSY = 0.95
+CORES_BUSY = 0.89
 
 
 # --------------------------------------------------------------------------- cost model
