@@ -151,8 +151,8 @@ WORKER_STARTUP_S = 4.0
 #   3,497 CPU s, also 98 % busy: 10 % more CPU for the same work (a third worker only shares
 #   the cores' caches now), 1.096x --jobs 2's time, i.e. 0.98 / 1.096 = 0.89 for 3 workers on
 #   2 cores (a quarter of the lab's epochs had given 1.045x: 432 s against 414 s).
-# A worker's wall seconds per CPU second are the larger of 1 / WORKER_BUSY (a core each) and
-# our threads per core / CORES_BUSY (more workers than cores share what the cores give).
+# A worker's wall seconds per CPU second are 1 / WORKER_BUSY while each has a core, and the
+# larger of that and our threads per core / CORES_BUSY beyond (the cores' time shared).
 WORKER_BUSY = 0.98
 CORES_BUSY = 0.89
 

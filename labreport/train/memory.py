@@ -1,8 +1,8 @@
 """How much memory a run needs, how much this machine has free, and which runs may train at once.
 
-``make report`` trains a run per core at once (``JOBS=3`` trains three on two cores). fashion-conv64-100 holds
-about 6 GB (its 64-filter feature maps at batch 8,192); the three started together on the full
-lab (it, fashion-relu-25, fashion-tanh-25) held about 12 GB before the 9-filter CNNs ran in
+``make report`` trains a run per core at once (``JOBS=3`` trains three on two cores).
+fashion-conv64-100 holds about 6 GB (its 64-filter feature maps at batch 8,192); the three
+started together on the full lab (it, fashion-relu-25, fashion-tanh-25) held about 12 GB before the 9-filter CNNs ran in
 micro-batches, about 8.5 GB since; on a laptop with 8 GB the out-of-memory killer would take
 one of them (the runner recovers, but that run fails until the next ``make report``). So the process pool starts a run only when its
 estimate fits in what was free when the run began, next to the runs already training

@@ -108,11 +108,12 @@ def micro_batch(spec: ExperimentSpec) -> int | None:
     1.8 -> 1.1 of training; peak memory 2.9 -> 1.4 GB for the batch-16,382 models, 1.65 ->
     1.27 GB for fashion-conv9-100. With three workers on two cores the speed gain mostly went
     (the full default lab: 30m28s -> 30m01s of training, 3,292 -> 3,245 CPU s); with a worker
-    per core (the default since) it stays. Used for conv models (not MLPs: their layers are matrix products, which
-    already run at the GEMM's rate per core at these batches) whose largest feature map for
-    ``MIN_MICRO_BATCH`` images fits in ``MICRO_BATCH_BYTES``, whose summed gradients (a float
-    per parameter) are smaller than a micro-batch's largest maps, and whose batch is larger
-    than a micro-batch; the micro-batch is the largest power of two that fits.
+    per core (the default since) it stays. Used for conv models (not MLPs: their layers are
+    matrix products, which already run at the GEMM's rate per core at these batches) whose
+    largest feature map for ``MIN_MICRO_BATCH`` images fits in ``MICRO_BATCH_BYTES``, whose
+    summed gradients (a float per parameter) are smaller than a micro-batch's largest maps,
+    and whose batch is larger than a micro-batch; the micro-batch is the largest power of two
+    that fits.
     Pure: no TensorFlow.
     """
     if not spec.conv:
