@@ -207,7 +207,7 @@ def accumulating_sequential() -> type:
             (accuracy sums 0/1 matches: exact either way)."""
             tracker.total.assign(total)
             tracker.count.assign_add(tf.cast(n, tracker.count.dtype))
-            self.compute_metrics(x, y, tf.ensure_shape(preds.concat(), y.shape))
+            self.compute_metrics(x, y, tf.ensure_shape(preds.concat(), (None, *self.output_shape[1:])))
             return self.get_metrics_result()
 
         def predict_step(self, data):
