@@ -163,7 +163,6 @@ def accumulating_sequential() -> type:
                 return super().train_step(data)
             n, k, part = chunks(self, x)
             weights = self.trainable_weights
-            tracker = self._loss_tracker
 
             def body(i, total, preds, grads):
                 xs, ys = part(x, i), part(y, i)
@@ -177,16 +176,16 @@ def accumulating_sequential() -> type:
 
             _, total, preds, grads = tf.while_loop(
                 lambda i, *_: i < k, body,
-                (tf.constant(0), tracker.total.value, predictions(self, k), [tf.zeros_like(w) for w in weights]))
+                (tf.constant(0), self._loss_tracker.total.value, predictions(self, k),
+                 [tf.zeros_like(w) for w in weights]))
             self.optimizer.apply_gradients(zip(grads, weights))
-            return self.batch_metrics(tracker, total, n, x, y, preds)
+            return self.batch_metrics(total, n, x, y, preds)
 
         def test_step(self, data):
             x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
             if sample_weight is not None:
                 return super().test_step(data)
             n, k, part = chunks(self, x)
-            tracker = self._loss_tracker
 
             def body(i, total, preds):
                 xs, ys = part(x, i), part(y, i)
@@ -195,18 +194,18 @@ def accumulating_sequential() -> type:
                 return i + 1, total + loss * tf.cast(tf.shape(xs)[0], loss.dtype), preds.write(i, y_pred)
 
             _, total, preds = tf.while_loop(lambda i, *_: i < k, body,
-                                            (tf.constant(0), tracker.total.value, predictions(self, k)))
-            return self.batch_metrics(tracker, total, n, x, y, preds)
+                                            (tf.constant(0), self._loss_tracker.total.value, predictions(self, k)))
+            return self.batch_metrics(total, n, x, y, preds)
 
-        def batch_metrics(self, tracker, total, n, x, y, preds):
+        def batch_metrics(self, total, n, x, y, preds):
             """The loss tracker and the compiled metrics after a batch's micro-batches, updated
             once (per micro-batch they cost 13-15 % of the step: see the class): the loss
             tracker's total carried through the loop from its value, each micro-batch's
             ``loss * count`` added in turn as its ``update_state`` would, so the epoch's
             numbers are the same floats; the metrics see the batch's concatenated predictions
             (accuracy sums 0/1 matches: exact either way)."""
-            tracker.total.assign(total)
-            tracker.count.assign_add(tf.cast(n, tracker.count.dtype))
+            self._loss_tracker.total.assign(total)
+            self._loss_tracker.count.assign_add(tf.cast(n, self._loss_tracker.count.dtype))
             self.compute_metrics(x, y, tf.ensure_shape(preds.concat(), (None, *self.output_shape[1:])))
             return self.get_metrics_result()
 
