@@ -166,12 +166,12 @@ def accumulating_sequential() -> type:
 
             def body(i, total, preds, grads):
                 xs, ys = part(x, i), part(y, i)
-                count = tf.shape(xs)[0]
                 with tf.GradientTape() as tape:
                     y_pred = self(xs, training=True)
                     loss = self.compute_loss(x=xs, y=ys, y_pred=y_pred, training=True)
-                    share = self.optimizer.scale_loss(loss * tf.cast(count, loss.dtype) / tf.cast(n, loss.dtype))
-                return (i + 1, total + loss * tf.cast(count, loss.dtype), preds.write(i, y_pred),
+                    weighted = loss * tf.cast(tf.shape(xs)[0], loss.dtype)  # its images' sum of losses
+                    share = self.optimizer.scale_loss(weighted / tf.cast(n, loss.dtype))
+                return (i + 1, total + weighted, preds.write(i, y_pred),
                         [a + b for a, b in zip(grads, tape.gradient(share, weights))])
 
             _, total, preds, grads = tf.while_loop(
